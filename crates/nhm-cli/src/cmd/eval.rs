@@ -1,0 +1,74 @@
+//! `nhm eval`: recognition and protection figures of a trained encoder on unseen subjects.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use crate::pipeline::{self, EvalOptions};
+use crate::source::DataArgs;
+use crate::training::pct;
+
+/// Arguments of `nhm eval`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Checkpoint folder written by `nhm train` or `nhm demo`.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Verification protocol: `all` (every mated pair, every or a seeded sample of 200 000
+    /// non-mated pairs) or `fvc` (FVC2002: impostors are first against first impressions).
+    #[arg(long, default_value = "all")]
+    pub protocol: String,
+    /// Target FMR of the operating threshold, chosen on the development (validation) subjects.
+    #[arg(long, default_value_t = 1e-3)]
+    pub target_fmr: f64,
+    /// Seed of keys and sampling.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Folder for score files, plots and the report.
+    #[arg(long, default_value = "artifacts/eval")]
+    pub out: PathBuf,
+}
+
+/// Runs `nhm eval`.
+pub fn run(args: Args) -> Result<()> {
+    let fvc = match args.protocol.as_str() {
+        "all" => false,
+        "fvc" => true,
+        other => anyhow::bail!("--protocol must be `all` or `fvc`, not `{other}`"),
+    };
+    let (encoder, meta) = nhm_model::Encoder::load_with_meta(&args.model)
+        .with_context(|| format!("loading the encoder from {}", args.model.display()))?;
+    let ds = args.data.load(encoder.config().input_size as u32)?;
+    let splits = args.data.split(&ds)?;
+    anyhow::ensure!(splits.test.n_subjects() >= 2, "fewer than two evaluation subjects: raise --eval-fraction");
+    let dev = (splits.val.n_subjects() >= 2).then_some(&splits.val);
+    let opts = EvalOptions {
+        seed: args.seed,
+        protocol: nhm_eval::protocol::Protocol { seed: args.seed, ..Default::default() },
+        target_fmr: args.target_fmr,
+        fvc_protocol: fvc,
+        config: json!({
+            "command": "nhm eval",
+            "model": args.model,
+            "checkpoint": meta,
+            "data": args.data.describe(),
+            "eval_subjects": splits.test.n_subjects(),
+            "dev_subjects": dev.map(|d| d.n_subjects()),
+            "protocol": args.protocol,
+            "git_revision": pipeline::git_revision(),
+        }),
+        title: format!("Neural Hashmaps evaluation: {}", args.data.describe()),
+    };
+    let report = pipeline::evaluate_encoder(&encoder, &splits.test, dev, &opts, &args.out)?;
+    println!("{:<36} {:>9} {:>10} {:>10} {:>8}", "system", "EER", "genuine", "impostor", "rank-1");
+    for s in &report.systems {
+        let f = &s.figures;
+        let r1 = f.identification.iter().find(|r| r.enrolled == 1).map_or(f64::NAN, |r| r.rank1);
+        println!("{:<36} {:>9} {:>10} {:>10} {:>8}", s.name, pct(f.eer), f.genuine_pairs, f.impostor_pairs, pct(r1));
+    }
+    println!("report: {}", args.out.join("report.html").display());
+    Ok(())
+}

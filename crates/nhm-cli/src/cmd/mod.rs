@@ -1,0 +1,12 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod client;
+pub mod dataset;
+pub mod demo;
+pub mod encode;
+pub mod eval;
+pub mod key;
+pub mod serve;
+pub mod synth;
+pub mod train;

@@ -1,0 +1,328 @@
+//! The inference encoder (no autodiff): embed images, save and load checkpoints.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use burn::store::{ApplyError, ApplyResult, ModuleSnapshot, SafetensorsStore};
+use burn::tensor::{Device, Tensor, TensorData};
+use nhm_data::GrayImage;
+use serde::{Deserialize, Serialize};
+
+use crate::net::EncoderNet;
+use crate::{EncoderConfig, Error, Result, TrainConfig};
+
+/// File name of the weights inside a checkpoint folder.
+pub const WEIGHTS_FILE: &str = "encoder.safetensors";
+/// File name of the JSON header inside a checkpoint folder.
+pub const HEADER_FILE: &str = "checkpoint.json";
+/// Images per forward pass in [`Encoder::embed`].
+pub const EMBED_BATCH: usize = 64;
+const FORMAT: &str = "nhm-encoder/1";
+
+/// The device the encoder computes on: CUDA with the `cuda` feature, else burn's `flex` CPU
+/// backend.
+pub fn compute_device() -> Device {
+    #[cfg(feature = "cuda")]
+    {
+        Device::cuda(0)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Device::flex()
+    }
+}
+
+/// What a checkpoint records about how its weights were made (the reproducibility header).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// The training settings, when the weights were trained.
+    pub train: Option<TrainConfig>,
+    /// The seed the weights were made with.
+    pub seed: u64,
+    /// The training data, in words (e.g. `synth subjects=80 impressions=8 seed=1`).
+    pub data: String,
+    /// `git rev-parse HEAD` of the source tree when saved, if it is a git checkout.
+    pub git_revision: Option<String>,
+    /// The epoch (1-based) these weights come from; 0 for untrained weights.
+    pub epoch: usize,
+    /// Validation EER of these weights (fraction), when measured.
+    pub val_eer: Option<f64>,
+    /// When the checkpoint was written, seconds since the Unix epoch.
+    pub created_unix: u64,
+    /// The nhm-model version that wrote it.
+    pub nhm_version: String,
+}
+
+impl CheckpointMeta {
+    /// A header stamped with the current time and git revision; a non-finite `val_eer` is
+    /// recorded as unknown.
+    pub fn new(train: Option<&TrainConfig>, data: impl Into<String>, epoch: usize, val_eer: Option<f64>) -> Self {
+        CheckpointMeta {
+            train: train.cloned(),
+            seed: train.map_or(0, |t| t.seed),
+            data: data.into(),
+            git_revision: git_revision(),
+            epoch,
+            val_eer: val_eer.filter(|v| v.is_finite()),
+            created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            nhm_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// `git rev-parse HEAD` in the current directory, when git and a repository are there.
+fn git_revision() -> Option<String> {
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let rev = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (!rev.is_empty()).then_some(rev)
+}
+
+/// The JSON header file: format tag, architecture, provenance.
+#[derive(Debug, Serialize, Deserialize)]
+struct HeaderFile {
+    format: String,
+    encoder: EncoderConfig,
+    meta: CheckpointMeta,
+}
+
+/// A trained (or freshly initialised) encoder for inference: images in, unit embeddings out.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    cfg: EncoderConfig,
+    net: EncoderNet,
+    device: Device,
+}
+
+impl Encoder {
+    /// A randomly initialised encoder (seeded): for benchmarks and tests.
+    pub fn new(cfg: &EncoderConfig, seed: u64) -> Result<Self> {
+        cfg.validate()?;
+        let device = compute_device();
+        let net = EncoderNet::new(cfg, seed, &device);
+        Ok(Encoder { cfg: cfg.clone(), net, device })
+    }
+
+    /// Wraps a network (moved to the inference device by the caller).
+    pub(crate) fn from_net(cfg: EncoderConfig, net: EncoderNet) -> Self {
+        Encoder { cfg, net, device: compute_device() }
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &EncoderConfig {
+        &self.cfg
+    }
+
+    /// Embeds images (each `input_size`×`input_size` grayscale, see `nhm_data::preprocess`),
+    /// [`EMBED_BATCH`] at a time; returns one L2-normalised vector of `embedding_dim` per image.
+    pub fn embed(&self, images: &[GrayImage]) -> Result<Vec<Vec<f32>>> {
+        let s = self.cfg.input_size;
+        for img in images {
+            check_size(img, s)?;
+        }
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(EMBED_BATCH) {
+            let pixels: Vec<f32> = chunk.iter().flat_map(nhm_data::preprocess::to_f32).collect();
+            out.extend(self.embed_pixels(pixels, chunk.len())?);
+        }
+        Ok(out)
+    }
+
+    /// Embeds `n` preprocessed images given as one row-major `[n, 1, s, s]` buffer.
+    pub(crate) fn embed_pixels(&self, pixels: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>> {
+        let s = self.cfg.input_size;
+        let x = Tensor::<4>::from_data(TensorData::new(pixels, [n, 1, s, s]), &self.device);
+        let e = self.net.forward(x);
+        let v = read_f32(e)?;
+        let d = self.cfg.embedding_dim;
+        Ok(v.chunks(d).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Writes `dir/encoder.safetensors` and `dir/checkpoint.json` (creating `dir`); each file is
+    /// written under a temporary name and renamed, so a crash leaves no half-written file.
+    pub fn save(&self, dir: &Path, meta: &CheckpointMeta) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let weights = dir.join(WEIGHTS_FILE);
+        let mut store = SafetensorsStore::from_bytes(None);
+        self.net
+            .save_into(&mut store)
+            .map_err(|e| Error::Weights { path: weights.clone(), reason: e.to_string() })?;
+        let bytes = store.get_bytes().map_err(|e| Error::Weights { path: weights.clone(), reason: e.to_string() })?;
+        write_atomic(&weights, &bytes)?;
+        let header = HeaderFile { format: FORMAT.into(), encoder: self.cfg.clone(), meta: meta.clone() };
+        let path = dir.join(HEADER_FILE);
+        let json = serde_json::to_vec_pretty(&header).map_err(|source| Error::Json { path: path.clone(), source })?;
+        write_atomic(&path, &json)
+    }
+
+    /// Loads a checkpoint folder written by [`Encoder::save`].
+    ///
+    /// Errors: [`Error::MissingFile`] when a file is absent, [`Error::Json`] for a bad header,
+    /// [`Error::ConfigMismatch`] naming the first tensor whose shape or presence disagrees with
+    /// the header's configuration (for example the weights of another configuration).
+    pub fn load(dir: &Path) -> Result<Encoder> {
+        Ok(Self::load_with_meta(dir)?.0)
+    }
+
+    /// Like [`Encoder::load`], also returning the checkpoint's header.
+    pub fn load_with_meta(dir: &Path) -> Result<(Encoder, CheckpointMeta)> {
+        let path = dir.join(HEADER_FILE);
+        let text = read_file(&path)?;
+        let header: HeaderFile = serde_json::from_slice(&text).map_err(|source| Error::Json { path, source })?;
+        header.encoder.validate()?;
+        let device = compute_device();
+        let mut net = EncoderNet::new(&header.encoder, 0, &device);
+        load_safetensors(&mut net, &dir.join(WEIGHTS_FILE))?;
+        Ok((Encoder { cfg: header.encoder, net, device }, header.meta))
+    }
+}
+
+/// Checks one image's size against the encoder's input.
+pub(crate) fn check_size(img: &GrayImage, s: usize) -> Result<()> {
+    if img.width() as usize != s || img.height() as usize != s {
+        return Err(Error::InputSize { expected: s, found: img.dimensions() });
+    }
+    Ok(())
+}
+
+/// Reads a tensor's values back to the host.
+pub(crate) fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    let data = t.try_into_data().map_err(|e| Error::Backend { reason: format!("{e:?}") })?;
+    data.try_to_vec::<f32>().map_err(|e| Error::Backend { reason: format!("{e:?}") })
+}
+
+/// Reads a whole file; a missing file is [`Error::MissingFile`].
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::MissingFile { path: path.to_path_buf() }
+        } else {
+            Error::io(path, e)
+        }
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Loads safetensors weights into `net`, turning any disagreement into [`Error::ConfigMismatch`].
+pub(crate) fn load_safetensors<M: ModuleSnapshot>(net: &mut M, path: &Path) -> Result<()> {
+    let bytes = read_file(path)?;
+    let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(false).allow_partial(true);
+    let result = net
+        .load_from(&mut store)
+        .map_err(|e| Error::Weights { path: path.to_path_buf(), reason: e.to_string() })?;
+    check_apply(&result)
+}
+
+/// The first problem in a weight application, as [`Error::ConfigMismatch`].
+pub(crate) fn check_apply(result: &ApplyResult) -> Result<()> {
+    if let Some(e) = result.errors.first() {
+        let (tensor, detail) = match e {
+            ApplyError::ShapeMismatch { path, expected, found } => (
+                path.clone(),
+                format!("the configuration needs shape {:?}, the file holds {:?}", expected, found),
+            ),
+            ApplyError::DTypeMismatch { path, expected, found } => {
+                (path.clone(), format!("dtype {expected:?} expected, {found:?} found"))
+            }
+            ApplyError::AdapterError { path, message } | ApplyError::LoadError { path, message } => {
+                (path.clone(), message.clone())
+            }
+        };
+        return Err(Error::ConfigMismatch { tensor, detail });
+    }
+    if let Some((path, _)) = result.missing.first() {
+        return Err(Error::ConfigMismatch {
+            tensor: path.clone(),
+            detail: "the configuration needs it, the weights file lacks it".into(),
+        });
+    }
+    if let Some(path) = result.unused.first() {
+        return Err(Error::ConfigMismatch {
+            tensor: path.clone(),
+            detail: "the weights file holds it, the configuration has no such tensor".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> EncoderConfig {
+        EncoderConfig { input_size: 32, channels: vec![4, 8], embedding_dim: 16, convs_per_stage: 1, pool_grid: 2 }
+    }
+
+    fn images(n: usize, s: u32) -> Vec<GrayImage> {
+        (0..n).map(|k| GrayImage::from_fn(s, s, |x, y| image::Luma([((x * 7 + y * 13 + k as u32 * 31) % 256) as u8]))).collect()
+    }
+
+    #[test]
+    fn embed_shapes_and_unit_norm() {
+        let enc = Encoder::new(&tiny(), 1).unwrap();
+        let e = enc.embed(&images(70, 32)).unwrap();
+        assert_eq!(e.len(), 70);
+        for v in &e {
+            assert_eq!(v.len(), 16);
+            let n: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((n - 1.0).abs() < 1e-4, "norm {n}");
+        }
+        // Batching must not change results: the 65th image alone equals its batched embedding.
+        let one = enc.embed(&images(70, 32)[64..65]).unwrap();
+        for (a, b) in one[0].iter().zip(&e[64]) {
+            assert!((a - b).abs() < 1e-5);
+        }
+        assert!(enc.embed(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn wrong_input_size_is_refused() {
+        let enc = Encoder::new(&tiny(), 1).unwrap();
+        let err = enc.embed(&images(1, 40)).unwrap_err();
+        assert!(matches!(err, Error::InputSize { expected: 32, found: (40, 40) }), "{err}");
+    }
+
+    #[test]
+    fn save_load_round_trip_and_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let enc = Encoder::new(&tiny(), 3).unwrap();
+        let meta = CheckpointMeta::new(None, "test", 0, Some(f64::NAN));
+        enc.save(dir.path(), &meta).unwrap();
+        let (back, meta2) = Encoder::load_with_meta(dir.path()).unwrap();
+        assert_eq!(back.config(), enc.config());
+        assert_eq!(meta2, meta);
+        assert_eq!(meta2.val_eer, None);
+        let imgs = images(5, 32);
+        assert_eq!(back.embed(&imgs).unwrap(), enc.embed(&imgs).unwrap());
+
+        // Weights of another configuration under this header.
+        let other = Encoder::new(&EncoderConfig { channels: vec![4, 12], ..tiny() }, 3).unwrap();
+        let dir2 = tempfile::tempdir().unwrap();
+        other.save(dir2.path(), &meta).unwrap();
+        std::fs::copy(dir2.path().join(WEIGHTS_FILE), dir.path().join(WEIGHTS_FILE)).unwrap();
+        let err = Encoder::load(dir.path()).unwrap_err();
+        match err {
+            Error::ConfigMismatch { tensor, detail } => {
+                assert!(tensor.starts_with("blocks.1") || tensor.starts_with("proj"), "{tensor}: {detail}")
+            }
+            other => panic!("expected ConfigMismatch, got {other}"),
+        }
+
+        // Missing files.
+        std::fs::remove_file(dir.path().join(WEIGHTS_FILE)).unwrap();
+        assert!(matches!(Encoder::load(dir.path()), Err(Error::MissingFile { .. })));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(Encoder::load(empty.path()), Err(Error::MissingFile { .. })));
+        std::fs::write(empty.path().join(HEADER_FILE), b"{not json").unwrap();
+        assert!(matches!(Encoder::load(empty.path()), Err(Error::Json { .. })));
+    }
+}

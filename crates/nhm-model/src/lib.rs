@@ -1,0 +1,20 @@
+//! nhm-model: the encoder network, metric-learning losses, training loop and checkpoints.
+//!
+//! The encoder is a small CNN (burn 0.22, `flex` CPU backend by default, CUDA with the `cuda`
+//! feature) that turns a grayscale sample into an L2-normalised embedding (DESIGN.md §1–§3).
+//! [`train`] fits it with a contrastive, ArcFace or supervised-contrastive loss on P×K batches,
+//! validates on held-out subjects by EER each epoch, keeps the best weights, stops early, and
+//! checkpoints after each epoch so that a run can be resumed with the same result.
+#![deny(missing_docs)]
+
+mod config;
+mod encoder;
+mod error;
+mod loss;
+mod net;
+mod train;
+
+pub use config::{EncoderConfig, LossKind, TrainConfig, ENCODER_BASE_TOML, ENCODER_SMALL_TOML};
+pub use encoder::{compute_device, CheckpointMeta, Encoder, EMBED_BATCH, HEADER_FILE, WEIGHTS_FILE};
+pub use error::{Error, Result};
+pub use train::{train, EpochStats, TrainEvent, TrainOutcome, LAST_DIR};

@@ -1,0 +1,129 @@
+//! The burn modules: the encoder CNN and the training wrapper that adds per-class weights.
+
+use std::sync::Mutex;
+
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::EncoderConfig;
+
+/// The backend's random generator (used by burn's weight initialisers) is process-global: hold
+/// this lock from seeding to the end of initialisation so that two models built at once on
+/// different threads (tests, a server) cannot interleave their draws.
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// One 3×3 conv (no bias: BatchNorm follows) → BatchNorm → ReLU.
+#[derive(Module, Debug)]
+pub(crate) struct ConvBlock {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl ConvBlock {
+    fn new(cin: usize, cout: usize, device: &Device) -> Self {
+        ConvBlock {
+            conv: Conv2dConfig::new([cin, cout], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(false)
+                .init(device),
+            bn: BatchNormConfig::new(cout).init(device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.bn.forward(self.conv.forward(x)))
+    }
+}
+
+/// The encoder CNN (see [`EncoderConfig`] for the layout).
+#[derive(Module, Debug)]
+pub(crate) struct EncoderNet {
+    blocks: Vec<ConvBlock>,
+    pool: MaxPool2d,
+    head_pool: AdaptiveAvgPool2d,
+    proj: Linear,
+    convs_per_stage: usize,
+}
+
+impl EncoderNet {
+    /// Builds the network with weights drawn from the backend's generator seeded with `seed`.
+    pub(crate) fn new(cfg: &EncoderConfig, seed: u64, device: &Device) -> Self {
+        let _guard = INIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        device.seed(seed);
+        let mut blocks = Vec::new();
+        let mut cin = 1;
+        for &c in &cfg.channels {
+            for _ in 0..cfg.convs_per_stage {
+                blocks.push(ConvBlock::new(cin, c, device));
+                cin = c;
+            }
+        }
+        let g = cfg.pool_grid;
+        EncoderNet {
+            blocks,
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            head_pool: AdaptiveAvgPool2dConfig::new([g, g]).init(),
+            proj: LinearConfig::new(cin * g * g, cfg.embedding_dim).init(device),
+            convs_per_stage: cfg.convs_per_stage,
+        }
+    }
+
+    /// `[batch, 1, s, s]` images → `[batch, d]` unit-norm embeddings.
+    pub(crate) fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
+        let n = self.blocks.len();
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x);
+            if (i + 1) % self.convs_per_stage == 0 && i + 1 < n {
+                x = self.pool.forward(x);
+            }
+        }
+        let x: Tensor<2> = self.head_pool.forward(x).flatten(1, 3);
+        l2_normalize(self.proj.forward(x))
+    }
+}
+
+/// Rows scaled to unit Euclidean norm (a zero row stays near zero instead of dividing by 0).
+pub(crate) fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
+    x / norm
+}
+
+/// What is trained: the encoder, plus one weight vector per training subject for ArcFace.
+#[derive(Module, Debug)]
+pub(crate) struct TrainNet {
+    pub(crate) enc: EncoderNet,
+    pub(crate) class_weights: Option<Param<Tensor<2>>>,
+}
+
+impl TrainNet {
+    /// The encoder and, when `classes` is given, a `[classes, d]` weight matrix drawn from a
+    /// seeded normal distribution.
+    pub(crate) fn new(cfg: &EncoderConfig, classes: Option<usize>, seed: u64, device: &Device) -> Self {
+        let enc = EncoderNet::new(cfg, seed, device);
+        let class_weights = classes.map(|c| {
+            use rand_distr_normal::sample_normal;
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xA5C3_0000_0000_0001);
+            let d = cfg.embedding_dim;
+            let v: Vec<f32> = (0..c * d).map(|_| sample_normal(&mut rng)).collect();
+            Param::from_tensor(Tensor::<2>::from_data(TensorData::new(v, [c, d]), device))
+        });
+        TrainNet { enc, class_weights }
+    }
+}
+
+/// A standard normal draw without another dependency (Box–Muller over the seeded generator).
+mod rand_distr_normal {
+    use rand::Rng;
+
+    pub(crate) fn sample_normal<R: Rng>(rng: &mut R) -> f32 {
+        let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
+        let u2: f64 = rng.gen();
+        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+}

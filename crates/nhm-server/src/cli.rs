@@ -1,0 +1,184 @@
+//! Command-line arguments of the service, shared by `nhm serve` (crate nhm-cli) and the
+//! `nhm-server` binary:
+//!
+//! ```text
+//! nhm serve --bind 127.0.0.1:8080 --data DIR [--config FILE.toml]
+//! nhm serve token new --role verify --tokens tokens.toml [--name NAME]
+//! nhm serve seed-gallery --data DIR [--config FILE.toml] --n 10000 --seed 1
+//! nhm serve synth-template --seed 1 --index 42 [--dim 256]
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use nhm_template::Hashmap;
+
+use crate::auth::{new_token, Role};
+use crate::config::Config;
+use crate::index::synthetic_binary;
+use crate::server::{load_pepper, open_store, serve};
+use crate::store::{StoredSubject, SubjectInfo};
+
+/// Arguments of `nhm serve`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Data directory of the embedded store.
+    #[arg(long, default_value = "nhm-data")]
+    pub data: PathBuf,
+    /// Configuration file (TOML; see the nhm-server README).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Administrative commands instead of serving.
+    #[command(subcommand)]
+    pub command: Option<ServeCommand>,
+}
+
+/// Administrative commands of `nhm serve`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ServeCommand {
+    /// Bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Bulk-load a seeded synthetic gallery straight into the store (load tests).
+    SeedGallery {
+        /// Data directory of the embedded store.
+        #[arg(long, default_value = "nhm-data")]
+        data: PathBuf,
+        /// Configuration file (store, pepper, dim).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Number of subjects (ids s0000000, s0000001, ...).
+        #[arg(long)]
+        n: u64,
+        /// Seed of the templates.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Print the base64 synthetic template of subject `index` of a seeded gallery.
+    SynthTemplate {
+        /// Seed of the gallery.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Subject index.
+        #[arg(long)]
+        index: u64,
+        /// Dimension.
+        #[arg(long, default_value_t = 256)]
+        dim: usize,
+    },
+}
+
+/// `token` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Make a token, print it once, store its hash in the tokens file.
+    New {
+        /// enrol, verify or admin.
+        #[arg(long)]
+        role: Role,
+        /// Tokens file (created if missing).
+        #[arg(long)]
+        tokens: PathBuf,
+        /// Name of the token's holder (default: the role and a number).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+impl clap::ValueEnum for Role {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Role::Enrol, Role::Verify, Role::Admin]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self {
+            Role::Enrol => "enrol",
+            Role::Verify => "verify",
+            Role::Admin => "admin",
+        }))
+    }
+}
+
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Config::load(p).with_context(|| format!("reading configuration {}", p.display())),
+        None => Ok(Config::default()),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+/// Subject id of index `i` in a seeded gallery.
+pub fn seeded_subject_id(i: u64) -> String {
+    format!("s{i:07}")
+}
+
+/// Runs `nhm serve` (or one of its subcommands).
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    match args.command {
+        None => {
+            let config = load_config(args.config.as_deref())?;
+            runtime()?.block_on(serve(config, &args.bind, &args.data)).context("serving")
+        }
+        Some(ServeCommand::Token(TokenCommand::New { role, tokens, name })) => {
+            let name = name.unwrap_or_else(|| {
+                format!("{role:?}-{}", std::time::SystemTime::now().elapsed().map_or(0, |d| d.as_nanos() % 100_000))
+                    .to_lowercase()
+            });
+            let token = new_token(&tokens, &name, role)
+                .with_context(|| format!("adding a token to {}", tokens.display()))?;
+            eprintln!("token {name:?} ({role:?}) added to {}; it is shown only now:", tokens.display());
+            println!("{token}");
+            Ok(())
+        }
+        Some(ServeCommand::SynthTemplate { seed, index, dim }) => {
+            println!("{}", Hashmap::Binary(synthetic_binary(seed, index, dim)?).to_base64());
+            Ok(())
+        }
+        Some(ServeCommand::SeedGallery { data, config, n, seed }) => {
+            let config = load_config(config.as_deref())?;
+            runtime()?.block_on(seed_gallery(&config, &data, n, seed))
+        }
+    }
+}
+
+/// Writes `n` seeded synthetic subjects (one binary template each, peppered when the
+/// configuration has a pepper) straight into the store, in batches of 10 000 per transaction.
+pub async fn seed_gallery(config: &Config, data: &std::path::Path, n: u64, seed: u64) -> anyhow::Result<()> {
+    let store = open_store(config, data).await.context("opening the store")?;
+    let pepper = load_pepper(config)?.map(|k| nhm_template::Pepper::new(&k, config.dim));
+    // Record the gallery configuration as the server would (kind, dim, pepper).
+    let tokens = crate::auth::Tokens::default();
+    let key = load_pepper(config)?;
+    crate::state::AppState::new(
+        Config { threshold: None, threshold_file: None, ..config.clone() },
+        store.clone(),
+        tokens,
+        key.as_ref(),
+    )
+    .await
+    .context("checking the store against the configuration")?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut i = 0;
+    while i < n {
+        let end = (i + 10_000).min(n);
+        let mut batch = Vec::with_capacity((end - i) as usize);
+        for j in i..end {
+            let mut h = Hashmap::Binary(synthetic_binary(seed, j, config.dim)?);
+            if let Some(p) = &pepper {
+                h = p.apply_hashmap(&h)?;
+            }
+            let info = SubjectInfo { id: seeded_subject_id(j), templates: 1, created: now, updated: now };
+            batch.push(StoredSubject { info, templates: vec![h] });
+        }
+        store.bulk_put(batch).await?;
+        i = end;
+    }
+    eprintln!("seeded {n} subjects (seed {seed})");
+    Ok(())
+}

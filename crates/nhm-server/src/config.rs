@@ -1,0 +1,250 @@
+//! Server configuration: a TOML file, every field optional.
+//!
+//! ```toml
+//! # Where templates live: "embedded" (a redb file in --data DIR, the default) or a PostgreSQL
+//! # connection string (URL `postgres://user:pass@host/db` or `host=... user=... dbname=...`).
+//! store = "embedded"
+//! postgres_schema = "public"     # schema holding the tables (PostgreSQL only)
+//! postgres_pool_size = 16
+//! tokens = "tokens.toml"         # bearer tokens (hashes only); see `nhm serve token new`
+//! pepper_key = "/etc/nhm/pepper.key"  # server pepper: keep it OUTSIDE the store/data dir
+//! threshold_file = "threshold.json"   # a `Threshold` as written by `nhm eval`
+//! # or inline: [threshold] score = 0.73, target_fmr = 0.001, measured_fmr = 0.0009, impostor_comparisons = 100000
+//! kind = "binary"                # or "dense"
+//! dim = 256
+//! fusion = "best"                # how a subject's templates are fused: "best" or "mean"
+//! return_scores = false          # send similarity scores to clients (helps hill-climbing: off by default)
+//! relay_enabled = false          # GET /v1/relay/negatives (federated training)
+//! relay_max_n = 256
+//! max_failed_attempts = 5        # consecutive failed verifications before a lockout (NIST SP 800-63B)
+//! lockout_secs = 900
+//! max_templates_per_subject = 32
+//! max_identify_k = 100
+//! body_limit_bytes = 1048576
+//! request_timeout_ms = 10000
+//! metrics_public = false         # true: /metrics needs no token
+//! [tls]                          # optional: serve HTTPS with rustls
+//! cert = "cert.pem"
+//! key = "key.pem"
+//! ```
+//!
+//! Relative paths are resolved against the directory of the configuration file.
+
+use std::path::{Path, PathBuf};
+
+use nhm_template::{HashmapKind, Threshold};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How a subject's several enrolled templates are fused into one score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FusionRule {
+    /// The best score over the subject's templates.
+    #[default]
+    Best,
+    /// The mean score.
+    Mean,
+}
+
+impl From<FusionRule> for nhm_template::Fusion {
+    fn from(f: FusionRule) -> Self {
+        match f {
+            FusionRule::Best => nhm_template::Fusion::Best,
+            FusionRule::Mean => nhm_template::Fusion::Mean,
+        }
+    }
+}
+
+/// TLS certificate chain and private key (PEM files).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// The whole configuration (see the module documentation for the file format).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// "embedded" or a PostgreSQL connection string.
+    pub store: String,
+    /// PostgreSQL schema for the tables (created if missing).
+    pub postgres_schema: String,
+    /// PostgreSQL connection pool size.
+    pub postgres_pool_size: usize,
+    /// Tokens file; without one every request but /healthz is refused.
+    pub tokens: Option<PathBuf>,
+    /// Key file of the server pepper.
+    pub pepper_key: Option<PathBuf>,
+    /// Decision threshold, inline.
+    pub threshold: Option<Threshold>,
+    /// Decision threshold, from a JSON or TOML file (as `nhm eval` writes it).
+    pub threshold_file: Option<PathBuf>,
+    /// Template kind accepted.
+    pub kind: HashmapKind,
+    /// Template dimension accepted.
+    pub dim: usize,
+    /// Score fusion over a subject's templates.
+    pub fusion: FusionRule,
+    /// Whether verify/identify answers carry scores.
+    pub return_scores: bool,
+    /// Whether the negatives relay is served.
+    pub relay_enabled: bool,
+    /// Most hashmaps one relay request may return.
+    pub relay_max_n: usize,
+    /// Consecutive failed verifications of one subject before a lockout.
+    pub max_failed_attempts: u32,
+    /// Lockout length in seconds.
+    pub lockout_secs: u64,
+    /// Most templates one subject may hold.
+    pub max_templates_per_subject: usize,
+    /// Largest `k` accepted by identify.
+    pub max_identify_k: usize,
+    /// Request body limit in bytes (413 above).
+    pub body_limit_bytes: usize,
+    /// Request timeout in milliseconds (408 after).
+    pub request_timeout_ms: u64,
+    /// Serve /metrics without a token.
+    pub metrics_public: bool,
+    /// HTTPS.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            store: "embedded".into(),
+            postgres_schema: "public".into(),
+            postgres_pool_size: 16,
+            tokens: None,
+            pepper_key: None,
+            threshold: None,
+            threshold_file: None,
+            kind: HashmapKind::Binary,
+            dim: 256,
+            fusion: FusionRule::Best,
+            return_scores: false,
+            relay_enabled: false,
+            relay_max_n: 256,
+            max_failed_attempts: 5,
+            lockout_secs: 900,
+            max_templates_per_subject: 32,
+            max_identify_k: 100,
+            body_limit_bytes: 1 << 20,
+            request_timeout_ms: 10_000,
+            metrics_public: false,
+            tls: None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML configuration; relative paths in it become relative to its directory.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        let mut cfg: Config =
+            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(q) = p.as_mut() {
+                if q.is_relative() {
+                    *q = base.join(&*q);
+                }
+            }
+        };
+        fix(&mut cfg.tokens);
+        fix(&mut cfg.pepper_key);
+        fix(&mut cfg.threshold_file);
+        if let Some(tls) = cfg.tls.as_mut() {
+            if tls.cert.is_relative() {
+                tls.cert = base.join(&tls.cert);
+            }
+            if tls.key.is_relative() {
+                tls.key = base.join(&tls.key);
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks value ranges.
+    pub fn validate(&self) -> Result<()> {
+        if self.dim == 0 || self.dim > 1 << 16 {
+            return Err(Error::Config(format!("dim {} out of range 1..=65536", self.dim)));
+        }
+        if self.max_failed_attempts == 0 {
+            return Err(Error::Config("max_failed_attempts must be at least 1".into()));
+        }
+        if self.max_templates_per_subject == 0 || self.max_identify_k == 0 || self.body_limit_bytes == 0 {
+            return Err(Error::Config(
+                "max_templates_per_subject, max_identify_k and body_limit_bytes must be positive".into(),
+            ));
+        }
+        if self.threshold.is_some() && self.threshold_file.is_some() {
+            return Err(Error::Config("set either threshold or threshold_file, not both".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether the store is PostgreSQL (anything but "embedded").
+    pub fn is_postgres(&self) -> bool {
+        self.store != "embedded"
+    }
+
+    /// The threshold given by the configuration (inline or from its file), if any.
+    pub fn load_threshold(&self) -> Result<Option<Threshold>> {
+        if let Some(t) = &self.threshold {
+            return Ok(Some(*t));
+        }
+        let Some(path) = &self.threshold_file else { return Ok(None) };
+        let text =
+            std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let parsed = serde_json::from_str::<Threshold>(&text)
+            .map_err(|e| e.to_string())
+            .or_else(|je| toml::from_str::<Threshold>(&text).map_err(|te| format!("JSON: {je}; TOML: {te}")))
+            .map_err(|e| Error::Config(format!("{}: not a threshold: {e}", path.display())))?;
+        Ok(Some(parsed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_conservative() {
+        let c = Config::default();
+        assert!(!c.return_scores);
+        assert!(!c.relay_enabled);
+        assert_eq!(c.max_failed_attempts, 5);
+        assert!(!c.is_postgres());
+    }
+
+    #[test]
+    fn parses_file_and_resolves_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "tokens = \"t.toml\"\ndim = 128\nkind = \"dense\"\nreturn_scores = true\n").unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.dim, 128);
+        assert_eq!(c.kind, HashmapKind::Dense);
+        assert_eq!(c.tokens.unwrap(), dir.path().join("t.toml"));
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "tokenz = \"t.toml\"\n").unwrap();
+        assert!(matches!(Config::load(&p), Err(Error::Config(_))));
+        std::fs::write(&p, "max_failed_attempts = 0\n").unwrap();
+        assert!(matches!(Config::load(&p), Err(Error::Config(_))));
+        assert!(matches!(Config::load(&dir.path().join("missing.toml")), Err(Error::Io { .. })));
+    }
+}

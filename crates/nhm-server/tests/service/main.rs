@@ -1,0 +1,6 @@
+//! Integration tests of nhm-server: the HTTP API driven in-process, and one store test suite
+//! run against both backends.
+
+mod api;
+mod common;
+mod store;
