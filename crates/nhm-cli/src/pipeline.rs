@@ -61,7 +61,10 @@ impl<'a> Embedded<'a> {
             pb.inc(chunk.len() as u64);
         }
         pb.finish_and_clear();
-        Ok(Embedded { samples: &data.samples, embeddings })
+        Ok(Embedded {
+            samples: &data.samples,
+            embeddings,
+        })
     }
 
     fn subjects(&self) -> Vec<u32> {
@@ -97,7 +100,9 @@ fn subject_key(seed: u64, subject: u32) -> Key {
 }
 
 fn binary_all(p: &Protector, e: &[Vec<f32>]) -> Result<Vec<BinaryHashmap>> {
-    e.par_iter().map(|x| p.binary(x).context("protecting an embedding")).collect()
+    e.par_iter()
+        .map(|x| p.binary(x).context("protecting an embedding"))
+        .collect()
 }
 
 /// Runs one system through the protocol (or the FVC protocol).
@@ -109,18 +114,25 @@ fn run_system<T: Sync>(
     opts: &EvalOptions,
 ) -> Result<(SystemResult, Comparisons)> {
     let (subjects, ids) = (emb.subjects(), emb.sample_ids());
-    let (mut figures, comparisons) =
-        evaluate(items, &subjects, &ids, &score, &opts.protocol).with_context(|| format!("evaluating {name}"))?;
+    let (mut figures, comparisons) = evaluate(items, &subjects, &ids, &score, &opts.protocol)
+        .with_context(|| format!("evaluating {name}"))?;
     let comparisons = if opts.fvc_protocol {
         let c = fvc_comparisons(items, &subjects, &ids, &score)?;
         let ident = std::mem::take(&mut figures.identification);
-        figures = RecognitionFigures::from_scores(&c.scores, &opts.protocol.fmr_targets, opts.protocol.det_points)?;
+        figures =
+            RecognitionFigures::from_scores(&c.scores, &opts.protocol.fmr_targets, opts.protocol.det_points)?;
         figures.identification = ident;
         c
     } else {
         comparisons
     };
-    Ok((SystemResult { name: name.to_string(), figures }, comparisons))
+    Ok((
+        SystemResult {
+            name: name.to_string(),
+            figures,
+        },
+        comparisons,
+    ))
 }
 
 /// FVC2002 protocol: every pair of samples of one subject is genuine; impostors are the first
@@ -150,9 +162,16 @@ fn fvc_comparisons<T: Sync>(
         }
     }
     let (g, imp): (Vec<&ScoreRecord>, Vec<&ScoreRecord>) = records.iter().partition(|r| r.is_mated());
-    let scores = ScoreSet::new(g.iter().map(|r| r.score).collect(), imp.iter().map(|r| r.score).collect())?;
+    let scores = ScoreSet::new(
+        g.iter().map(|r| r.score).collect(),
+        imp.iter().map(|r| r.score).collect(),
+    )?;
     let available = imp.len() as u64;
-    Ok(Comparisons { records, scores, impostor_pairs_available: available })
+    Ok(Comparisons {
+        records,
+        scores,
+        impostor_pairs_available: available,
+    })
 }
 
 /// Evaluates `encoder` on the unseen subjects of `test`; `dev` (subjects disjoint from `test`)
@@ -169,9 +188,17 @@ pub fn evaluate_encoder(
     let emb = Embedded::new(encoder, test)?;
     let app = Protector::new(&application_key(opts.seed, "evaluation"), dim)?;
 
-    let pixels: Vec<Vec<f32>> = test.samples.par_iter().map(|s| preprocess::to_f32(&s.image)).collect();
-    let dense: Vec<DenseHashmap> =
-        emb.embeddings.par_iter().map(|e| app.dense(e)).collect::<Result<_, _>>().context("dense hashmaps")?;
+    let pixels: Vec<Vec<f32>> = test
+        .samples
+        .par_iter()
+        .map(|s| preprocess::to_f32(&s.image))
+        .collect();
+    let dense: Vec<DenseHashmap> = emb
+        .embeddings
+        .par_iter()
+        .map(|e| app.dense(e))
+        .collect::<Result<_, _>>()
+        .context("dense hashmaps")?;
     let binary = binary_all(&app, &emb.embeddings)?;
     let own_key: Vec<BinaryHashmap> = emb
         .embeddings
@@ -186,12 +213,29 @@ pub fn evaluate_encoder(
     pb.set_message("raw pixels");
     let (px, _) = run_system("raw pixels (cosine)", &pixels, &emb, |a, b| cosine(a, b), opts)?;
     pb.set_message("raw embedding");
-    let (raw, raw_cmp) = run_system("raw embedding (cosine)", &emb.embeddings, &emb, |a, b| dot(a, b), opts)?;
+    let (raw, raw_cmp) = run_system(
+        "raw embedding (cosine)",
+        &emb.embeddings,
+        &emb,
+        |a, b| dot(a, b),
+        opts,
+    )?;
     pb.set_message("dense hashmap");
-    let (dn, _) = run_system("dense hashmap (cosine)", &dense, &emb, |a, b| a.cosine(b).unwrap_or(f64::NAN), opts)?;
+    let (dn, _) = run_system(
+        "dense hashmap (cosine)",
+        &dense,
+        &emb,
+        |a, b| a.cosine(b).unwrap_or(f64::NAN),
+        opts,
+    )?;
     pb.set_message("binary hashmap");
-    let (bin, bin_cmp) =
-        run_system("binary hashmap (Hamming)", &binary, &emb, |a, b| a.similarity(b).unwrap_or(f64::NAN), opts)?;
+    let (bin, bin_cmp) = run_system(
+        "binary hashmap (Hamming)",
+        &binary,
+        &emb,
+        |a, b| a.similarity(b).unwrap_or(f64::NAN),
+        opts,
+    )?;
     pb.set_message("per-subject keys");
     // Verification only: a 1:N probe cannot be protected with the key of a subject it has not
     // yet been identified as, so identification under per-subject keys means nothing.
@@ -207,14 +251,25 @@ pub fn evaluate_encoder(
     pb.finish_and_clear();
 
     // Score files of the deployed system (binary hashmaps).
-    let labels = |s: u32| test.subjects.get(s as usize).cloned().unwrap_or_else(|| s.to_string());
+    // Score files name subjects by their source label, made safe for whitespace-separated formats.
+    let labels = |s: u32| {
+        let l = test.subjects.get(s as usize).cloned().unwrap_or_else(|| s.to_string());
+        let l: String = l.chars().map(|c| if c.is_whitespace() { '_' } else { c }).collect();
+        if l.is_empty() || l.starts_with('#') {
+            format!("subject{s}")
+        } else {
+            l
+        }
+    };
     nhm_eval::scorefile::write_csv(&out.join("scores-binary.csv"), &bin_cmp.records, &labels)?;
     nhm_eval::scorefile::write_bob4(&out.join("scores-binary.txt"), &bin_cmp.records, &labels)?;
     nhm_eval::scorefile::write_csv(&out.join("scores-embedding.csv"), &raw_cmp.records, &labels)?;
 
     // Plots.
-    let curves: Vec<(&str, &[nhm_eval::det::DetPoint])> =
-        [&px, &raw, &dn, &bin].iter().map(|s| (s.name.as_str(), s.figures.det.as_slice())).collect();
+    let curves: Vec<(&str, &[nhm_eval::det::DetPoint])> = [&px, &raw, &dn, &bin]
+        .iter()
+        .map(|s| (s.name.as_str(), s.figures.det.as_slice()))
+        .collect();
     nhm_eval::plot::plot_det(&out.join("det.png"), &curves, "DET, unseen subjects")?;
 
     // Operating threshold from the development split, applied to the test subjects.
@@ -271,8 +326,14 @@ pub fn evaluate_encoder(
         notes,
         plots: vec![
             ("DET curves of the four systems".into(), "det.png".into()),
-            ("Binary hashmap genuine and impostor scores".into(), "scores-binary.png".into()),
-            ("Unlinkability across two applications (binary hashmaps)".into(), "unlinkability.png".into()),
+            (
+                "Binary hashmap genuine and impostor scores".into(),
+                "scores-binary.png".into(),
+            ),
+            (
+                "Unlinkability across two applications (binary hashmaps)".into(),
+                "unlinkability.png".into(),
+            ),
         ],
     };
     report.write(out)?;
@@ -290,12 +351,23 @@ fn ratio(a: f64, b: f64) -> String {
 }
 
 /// The binary-hashmap threshold for the target FMR, from impostor scores on `dev`.
-fn operating_threshold(encoder: &nhm_model::Encoder, dev: &Dataset, app: &Protector, opts: &EvalOptions) -> Result<Threshold> {
+fn operating_threshold(
+    encoder: &nhm_model::Encoder,
+    dev: &Dataset,
+    app: &Protector,
+    opts: &EvalOptions,
+) -> Result<Threshold> {
     let emb = Embedded::new(encoder, dev)?;
     let h = binary_all(app, &emb.embeddings)?;
     let mut p = opts.protocol.clone();
     p.enrolment_counts = vec![1];
-    let c = nhm_eval::protocol::verification_scores(&h, &emb.subjects(), &emb.sample_ids(), |a, b| a.similarity(b).unwrap_or(f64::NAN), &p)?;
+    let c = nhm_eval::protocol::verification_scores(
+        &h,
+        &emb.subjects(),
+        &emb.sample_ids(),
+        |a, b| a.similarity(b).unwrap_or(f64::NAN),
+        &p,
+    )?;
     Ok(Threshold::for_target_fmr(c.scores.impostor(), opts.target_fmr)?)
 }
 
@@ -307,8 +379,14 @@ fn protection_figures(
     threshold: Option<&Threshold>,
     out: &Path,
 ) -> Result<serde_json::Value> {
-    let a = binary_all(&Protector::new(&application_key(opts.seed, "application-a"), dim)?, &emb.embeddings)?;
-    let b = binary_all(&Protector::new(&application_key(opts.seed, "application-b"), dim)?, &emb.embeddings)?;
+    let a = binary_all(
+        &Protector::new(&application_key(opts.seed, "application-a"), dim)?,
+        &emb.embeddings,
+    )?;
+    let b = binary_all(
+        &Protector::new(&application_key(opts.seed, "application-b"), dim)?,
+        &emb.embeddings,
+    )?;
     // Linkage scores: application A's template against application B's template.
     let subjects = emb.subjects();
     let n = a.len();
@@ -331,7 +409,11 @@ fn protection_figures(
     let u = nhm_eval::unlinkability::unlinkability(&mated, &non_mated, 50)?;
     nhm_eval::plot::plot_unlinkability(&out.join("unlinkability.png"), &u, "Linkage of A and B templates")?;
     // Renewability: the same sample before and after re-keying.
-    let renewed: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x.similarity(y)).collect::<Result<_, _>>()?;
+    let renewed: Vec<f64> = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| x.similarity(y))
+        .collect::<Result<_, _>>()?;
     let mean = renewed.iter().sum::<f64>() / renewed.len().max(1) as f64;
     let accepted = threshold.map(|t| renewed.iter().filter(|&&s| t.accepts(s)).count());
     Ok(json!({
@@ -347,13 +429,21 @@ fn protection_figures(
 
 /// The seed's server-side "discriminator": trained classifiers against nearest centroid, over
 /// binary hashmaps, at 1, 2, 3 and 5 enrolment samples per subject.
-fn classifier_figures(binary: &[BinaryHashmap], emb: &Embedded, opts: &EvalOptions) -> Result<serde_json::Value> {
+fn classifier_figures(
+    binary: &[BinaryHashmap],
+    emb: &Embedded,
+    opts: &EvalOptions,
+) -> Result<serde_json::Value> {
     let mut rows = Vec::new();
     for &k in &opts.protocol.enrolment_counts {
         let mut train = Vec::new();
         let mut probes = Vec::new();
         for (h, s) in binary.iter().zip(emb.samples) {
-            let rank = emb.samples.iter().filter(|o| o.subject == s.subject && o.index < s.index).count();
+            let rank = emb
+                .samples
+                .iter()
+                .filter(|o| o.subject == s.subject && o.index < s.index)
+                .count();
             let item = (s.subject as usize, Hashmap::Binary(h.clone()));
             if rank < k {
                 train.push(item);
@@ -374,7 +464,13 @@ fn classifier_figures(binary: &[BinaryHashmap], emb: &Embedded, opts: &EvalOptio
             Ok(right as f64 / probes.len() as f64)
         };
         let centroid = NearestCentroid::fit(&train)?;
-        let logistic = LogisticClassifier::fit(&train, &LinearConfig { seed: opts.seed, ..Default::default() })?;
+        let logistic = LogisticClassifier::fit(
+            &train,
+            &LinearConfig {
+                seed: opts.seed,
+                ..Default::default()
+            },
+        )?;
         rows.push(json!({
             "enrolled": k,
             "probes": probes.len(),
@@ -387,7 +483,10 @@ fn classifier_figures(binary: &[BinaryHashmap], emb: &Embedded, opts: &EvalOptio
 
 /// The current UTC time as RFC 3339, without a date crate.
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -400,11 +499,21 @@ pub fn now_rfc3339() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 /// Where `git rev-parse HEAD` says we are, if anywhere.
 pub fn git_revision() -> Option<String> {
-    let out = std::process::Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

@@ -54,7 +54,10 @@ impl DataArgs {
     /// A short description for reports and checkpoints.
     pub fn describe(&self) -> String {
         if self.is_synthetic() {
-            format!("synth:{}x{}:seed{}", self.subjects, self.impressions, self.data_seed)
+            format!(
+                "synth:{}x{}:seed{}",
+                self.subjects, self.impressions, self.data_seed
+            )
         } else {
             self.data.clone()
         }
@@ -63,8 +66,14 @@ impl DataArgs {
     /// Splits subjects in source order: train, then validation, then evaluation (DESIGN.md §4:
     /// evaluation subjects are the last ones and never seen in training).
     pub fn split(&self, ds: &Dataset) -> Result<Splits> {
-        for (name, f) in [("--eval-fraction", self.eval_fraction), ("--val-fraction", self.val_fraction)] {
-            anyhow::ensure!((0.0..=1.0).contains(&f), "{name} must be between 0 and 1, got {f}");
+        for (name, f) in [
+            ("--eval-fraction", self.eval_fraction),
+            ("--val-fraction", self.val_fraction),
+        ] {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&f),
+                "{name} must be between 0 and 1, got {f}"
+            );
         }
         anyhow::ensure!(
             self.eval_fraction + self.val_fraction <= 1.0,
@@ -90,14 +99,21 @@ impl DataArgs {
                 ..Default::default()
             };
             let pb = progress::bar(u64::from(self.subjects) * u64::from(self.impressions), "synth");
-            let ds = cfg.generate_with(&|n| pb.inc(u64::from(n))).context("generating synthetic fingerprints")?;
+            let ds = cfg
+                .generate_with(&|n| pb.inc(u64::from(n)))
+                .context("generating synthetic fingerprints")?;
             pb.finish_and_clear();
             Ok(ds)
         } else {
             let path = PathBuf::from(&self.data);
-            let opts = LoadOptions { size, min_samples_per_subject: 2, ..Default::default() };
+            let opts = LoadOptions {
+                size,
+                min_samples_per_subject: 2,
+                ..Default::default()
+            };
             let sp = progress::spinner("load");
-            let ds = nhm_data::loaders::open(&path, &opts).with_context(|| format!("reading dataset {}", path.display()))?;
+            let ds = nhm_data::loaders::open(&path, &opts)
+                .with_context(|| format!("reading dataset {}", path.display()))?;
             sp.finish_and_clear();
             for p in &ds.problems {
                 tracing::warn!("skipped {}: {}", p.path.display(), p.message);

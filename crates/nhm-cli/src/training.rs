@@ -21,7 +21,12 @@ pub fn train_with_progress(
     let pb = progress::bar(cfg.epochs as u64, "train");
     let mut last_eer = f64::NAN;
     let outcome = nhm_model::train(train, val, enc, cfg, out_dir, resume, &mut |event| match event {
-        TrainEvent::Step { epoch, step, steps_per_epoch, loss } => {
+        TrainEvent::Step {
+            epoch,
+            step,
+            steps_per_epoch,
+            loss,
+        } => {
             pb.set_position(*epoch as u64 - 1);
             pb.set_message(format!(
                 "epoch {epoch} step {}/{steps_per_epoch} loss {loss:.4} | val EER {}",
@@ -46,7 +51,9 @@ pub fn train_with_progress(
         }
         TrainEvent::Checkpoint(p) => tracing::debug!("checkpoint {}", p.display()),
         TrainEvent::EarlyStop { epoch } => {
-            pb.println(format!("early stop after epoch {epoch}: validation EER stopped improving"));
+            pb.println(format!(
+                "early stop after epoch {epoch}: validation EER stopped improving"
+            ));
         }
     })
     .context("training the encoder")?;

@@ -12,7 +12,12 @@ fn main() {
     let fingers = args.first().copied().unwrap_or(20);
     let impressions = args.get(1).copied().unwrap_or(8);
     let size = args.get(2).copied().unwrap_or(96);
-    let cfg = SynthConfig { subjects: fingers, impressions, size, ..SynthConfig::default() };
+    let cfg = SynthConfig {
+        subjects: fingers,
+        impressions,
+        size,
+        ..SynthConfig::default()
+    };
     let pool = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
         Ok(p) => p,
         Err(e) => {
@@ -21,7 +26,14 @@ fn main() {
         }
     };
     // Warm-up (filter bank, page faults).
-    let _ = pool.install(|| SynthConfig { subjects: 1, impressions: 1, ..cfg.clone() }.generate());
+    let _ = pool.install(|| {
+        SynthConfig {
+            subjects: 1,
+            impressions: 1,
+            ..cfg.clone()
+        }
+        .generate()
+    });
 
     let t0 = Instant::now();
     let ds = match pool.install(|| cfg.generate()) {

@@ -90,7 +90,10 @@ pub fn augment(img: &GrayImage, cfg: &AugmentConfig, rng: &mut impl Rng) -> Gray
     let side = w.max(h) as f32;
 
     let angle = sym(rng, cfg.max_rotation_deg).to_radians();
-    let shift = (sym(rng, cfg.max_translation) * w as f32, sym(rng, cfg.max_translation) * h as f32);
+    let shift = (
+        sym(rng, cfg.max_translation) * w as f32,
+        sym(rng, cfg.max_translation) * h as f32,
+    );
     let centre = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
     let mut warp = Warp::similarity(w, h, centre, 1.0, angle, shift);
     if cfg.elastic > 0.0 && cfg.elastic.is_finite() {

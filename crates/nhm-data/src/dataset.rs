@@ -99,14 +99,20 @@ impl Dataset {
             .samples
             .iter()
             .filter_map(|s| {
-                map.get(s.subject as usize).copied().flatten().map(|new| Sample { subject: new, ..s.clone() })
+                map.get(s.subject as usize).copied().flatten().map(|new| Sample {
+                    subject: new,
+                    ..s.clone()
+                })
             })
             .collect();
         samples.sort_by_key(|s| (s.subject, s.index));
         Dataset {
             layout: self.layout,
             root: self.root.clone(),
-            subjects: keep.iter().filter_map(|&k| self.subjects.get(k as usize).cloned()).collect(),
+            subjects: keep
+                .iter()
+                .filter_map(|&k| self.subjects.get(k as usize).cloned())
+                .collect(),
             samples,
             problems: self.problems.clone(),
         }

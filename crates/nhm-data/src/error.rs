@@ -71,6 +71,9 @@ pub enum Error {
 impl Error {
     /// Wraps an i/o error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

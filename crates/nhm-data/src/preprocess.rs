@@ -79,7 +79,9 @@ impl FromStr for Fit {
             "center-crop-resize" | "centre-crop-resize" | "crop" => Ok(Fit::CenterCropResize),
             "pad" => Ok(Fit::Pad),
             "stretch" => Ok(Fit::Stretch),
-            _ => Err(format!("unknown fit policy {s:?}: expected center-crop-resize, pad or stretch")),
+            _ => Err(format!(
+                "unknown fit policy {s:?}: expected center-crop-resize, pad or stretch"
+            )),
         }
     }
 }
@@ -109,7 +111,12 @@ pub fn fit(img: &GrayImage, size: u32, fit: Fit) -> GrayImage {
             let nh = ((h as f64 * scale).round() as u32).clamp(1, size);
             let inner = resize(img, nw, nh);
             let mut out = GrayImage::from_pixel(size, size, Luma([border_mean(img)]));
-            imageops::replace(&mut out, &inner, ((size - nw) / 2) as i64, ((size - nh) / 2) as i64);
+            imageops::replace(
+                &mut out,
+                &inner,
+                ((size - nw) / 2) as i64,
+                ((size - nh) / 2) as i64,
+            );
             out
         }
     }
@@ -162,7 +169,13 @@ mod tests {
     }
 
     fn stripes(w: u32, h: u32, period: u32) -> GrayImage {
-        GrayImage::from_fn(w, h, |x, _| Luma([if (x / (period / 2).max(1)) % 2 == 0 { 40 } else { 220 }]))
+        GrayImage::from_fn(w, h, |x, _| {
+            Luma([if (x / (period / 2).max(1)).is_multiple_of(2) {
+                40
+            } else {
+                220
+            }])
+        })
     }
 
     fn std_dev(img: &GrayImage) -> f64 {
@@ -173,7 +186,15 @@ mod tests {
 
     #[test]
     fn every_policy_gives_the_target_size() {
-        for (w, h) in [(388, 374), (288, 384), (92, 112), (96, 96), (10, 300), (1, 1), (0, 5)] {
+        for (w, h) in [
+            (388, 374),
+            (288, 384),
+            (92, 112),
+            (96, 96),
+            (10, 300),
+            (1, 1),
+            (0, 5),
+        ] {
             let img = GrayImage::from_fn(w, h, |x, y| Luma([((x + y) % 256) as u8]));
             for f in Fit::ALL {
                 assert_eq!(fit(&img, 96, f).dimensions(), (96, 96), "{w}x{h} {f}");
@@ -185,7 +206,9 @@ mod tests {
     #[test]
     fn center_crop_keeps_the_centre_and_drops_the_long_edges() {
         // A portrait image: black bands top and bottom, white in the middle square.
-        let img = GrayImage::from_fn(100, 140, |_, y| Luma([if (20..120).contains(&y) { 255 } else { 0 }]));
+        let img = GrayImage::from_fn(100, 140, |_, y| {
+            Luma([if (20..120).contains(&y) { 255 } else { 0 }])
+        });
         let out = fit(&img, 50, Fit::CenterCropResize);
         assert!(out.as_raw().iter().all(|&p| p == 255));
         // Padding keeps the black bands (scaled) and pads the sides with the border mean.
@@ -210,7 +233,12 @@ mod tests {
         let img = stripes(384, 384, 10);
         let lanczos = fit(&img, 96, Fit::Stretch);
         let triangle = imageops::resize(&img, 96, 96, FilterType::Triangle);
-        assert!(std_dev(&lanczos) > std_dev(&triangle), "{} vs {}", std_dev(&lanczos), std_dev(&triangle));
+        assert!(
+            std_dev(&lanczos) > std_dev(&triangle),
+            "{} vs {}",
+            std_dev(&lanczos),
+            std_dev(&triangle)
+        );
     }
 
     #[test]

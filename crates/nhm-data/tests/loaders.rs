@@ -18,7 +18,9 @@ fn shared(rel: &str) -> PathBuf {
 
 /// A small image whose pixels depend on `seed`, so files differ.
 fn img(w: u32, h: u32, seed: u32) -> GrayImage {
-    GrayImage::from_fn(w, h, |x, y| image::Luma([((x * 7 + y * 3 + seed * 31) % 256) as u8]))
+    GrayImage::from_fn(w, h, |x, y| {
+        image::Luma([((x * 7 + y * 3 + seed * 31) % 256) as u8])
+    })
 }
 
 /// Writes an image in the format its extension names, creating parent folders.
@@ -53,7 +55,14 @@ fn has_problem(d: &[nhm_data::Problem], path: &Path, words: &str) -> bool {
 
 fn file_names(d: &Dataset, subject: u32) -> Vec<String> {
     d.samples_of(subject)
-        .map(|s| s.source.as_ref().and_then(|p| p.file_name()).unwrap().to_string_lossy().into_owned())
+        .map(|s| {
+            s.source
+                .as_ref()
+                .and_then(|p| p.file_name())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect()
 }
 
@@ -88,11 +97,17 @@ fn check_fvc(folder: &str, original: (u32, u32)) {
         assert_eq!(s.original_size, original);
         assert_eq!(s.image.dimensions(), (96, 96));
     }
-    assert_eq!(file_names(&d, 0), (1..=8).map(|i| format!("101_{i}.tif")).collect::<Vec<_>>());
+    assert_eq!(
+        file_names(&d, 0),
+        (1..=8).map(|i| format!("101_{i}.tif")).collect::<Vec<_>>()
+    );
     check_dense(&d);
     // A real scan is not flat after fitting: ridges survive the 4x reduction.
     let s0 = &d.samples[0].image;
-    let (lo, hi) = s0.as_raw().iter().fold((255u8, 0u8), |(l, h), &p| (l.min(p), h.max(p)));
+    let (lo, hi) = s0
+        .as_raw()
+        .iter()
+        .fold((255u8, 0u8), |(l, h), &p| (l.min(p), h.max(p)));
     assert!(hi - lo > 100, "contrast {lo}..{hi}");
 }
 
@@ -110,14 +125,28 @@ fn fvc2002_db4_b_is_10_fingers_by_8_impressions() {
 fn orl_faces_are_40_subjects_by_10_in_natural_order() {
     let root = shared("orl_faces");
     assert_eq!(detect_layout(&root).unwrap(), Layout::Orl);
-    let d = open(&root, &LoadOptions { size: 64, fit: Fit::Pad, min_samples_per_subject: 2 }).unwrap();
+    let d = open(
+        &root,
+        &LoadOptions {
+            size: 64,
+            fit: Fit::Pad,
+            min_samples_per_subject: 2,
+        },
+    )
+    .unwrap();
     assert_eq!(d.n_subjects(), 40);
     assert_eq!(d.samples_per_subject(), vec![10; 40]);
     assert_eq!(d.subjects, (1..=40).map(|n| format!("s{n}")).collect::<Vec<_>>());
     // The README beside the subject folders is ignored without a word.
     assert!(d.problems.is_empty(), "{:?}", d.problems);
-    assert!(d.samples.iter().all(|s| s.original_size == (92, 112) && s.image.dimensions() == (64, 64)));
-    assert_eq!(file_names(&d, 1), (1..=10).map(|i| format!("{i}.pgm")).collect::<Vec<_>>());
+    assert!(d
+        .samples
+        .iter()
+        .all(|s| s.original_size == (92, 112) && s.image.dimensions() == (64, 64)));
+    assert_eq!(
+        file_names(&d, 1),
+        (1..=10).map(|i| format!("{i}.pgm")).collect::<Vec<_>>()
+    );
     check_dense(&d);
 }
 
@@ -129,7 +158,10 @@ fn inspect_real_folders() {
     assert_eq!(i.image_sizes, BTreeMap::from([((388, 374), 80)]));
     assert!(i.problems.is_empty());
     let text = i.to_string();
-    assert!(text.contains("fvc") && text.contains("388x374 (80)") && text.contains("8 samples x 10 subjects"), "{text}");
+    assert!(
+        text.contains("fvc") && text.contains("388x374 (80)") && text.contains("8 samples x 10 subjects"),
+        "{text}"
+    );
     let json = serde_json::to_value(&i).unwrap();
     assert_eq!(json["layout"], "fvc");
     assert_eq!(json["image_sizes"]["388x374"], 80);
@@ -137,7 +169,10 @@ fn inspect_real_folders() {
 
     let o = inspect(&shared("orl_faces")).unwrap();
     assert_eq!((o.layout, o.subjects, o.samples), (Layout::Orl, 40, 400));
-    assert_eq!((o.min_samples_per_subject(), o.max_samples_per_subject()), (10, 10));
+    assert_eq!(
+        (o.min_samples_per_subject(), o.max_samples_per_subject()),
+        (10, 10)
+    );
     assert_eq!(o.image_sizes, BTreeMap::from([((92, 112), 400)]));
     assert!(o.problems.is_empty(), "{:?}", o.problems);
 }
@@ -179,10 +214,16 @@ fn socofing_identities_are_subject_hand_finger_across_subfolders() {
             "2__M_Left_index_finger_Zcut.BMP"
         ]
     );
-    assert!(d.samples.iter().all(|s| s.original_size == (96, 103) && s.image.dimensions() == (96, 96)));
+    assert!(d
+        .samples
+        .iter()
+        .all(|s| s.original_size == (96, 103) && s.image.dimensions() == (96, 96)));
     check_dense(&d);
     assert!(has_problem(&d.problems, &bad, "does not fit the socofing layout"));
-    assert!(d.problems.iter().any(|p| p.message.contains("subject 2_Left_thumb has only 1 sample")));
+    assert!(d
+        .problems
+        .iter()
+        .any(|p| p.message.contains("subject 2_Left_thumb has only 1 sample")));
     assert_eq!(d.problems.len(), 2, "{:?}", d.problems);
 }
 
@@ -200,7 +241,14 @@ fn folder_per_identity_takes_any_subfolder_and_any_image() {
     write_bytes(r, "notes.txt", b"about this set");
 
     assert_eq!(detect_layout(r).unwrap(), Layout::FolderPerIdentity);
-    let d = open(r, &LoadOptions { size: 32, ..LoadOptions::default() }).unwrap();
+    let d = open(
+        r,
+        &LoadOptions {
+            size: 32,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(d.subjects, vec!["alice", "bob"]);
     assert_eq!(file_names(&d, 0), vec!["img9.tif", "img10.png", "img1.pgm"]);
     assert_eq!(file_names(&d, 1), vec!["a.bmp", "b.png"]);
@@ -208,7 +256,11 @@ fn folder_per_identity_takes_any_subfolder_and_any_image() {
     assert!(d.samples.iter().all(|s| s.image.dimensions() == (32, 32)));
     check_dense(&d);
     assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
-    assert!(has_problem(&d.problems, &stray, "does not fit the folder-per-identity layout"));
+    assert!(has_problem(
+        &d.problems,
+        &stray,
+        "does not fit the folder-per-identity layout"
+    ));
 }
 
 #[test]
@@ -257,7 +309,10 @@ fn missing_folder_is_an_error() {
     assert!(matches!(detect_layout(&p), Err(Error::MissingFolder { .. })));
     // A file is not a folder either.
     let f = write_bytes(t.path(), "file.png", b"x");
-    assert!(matches!(open_as(&f, Layout::Fvc, &LoadOptions::default()), Err(Error::MissingFolder { .. })));
+    assert!(matches!(
+        open_as(&f, Layout::Fvc, &LoadOptions::default()),
+        Err(Error::MissingFolder { .. })
+    ));
 }
 
 #[test]
@@ -305,15 +360,26 @@ fn corrupt_and_truncated_images_are_skipped_with_a_problem() {
     let trunc_tif = write_bytes(r, "2_4.tif", &tif[..tif.len() / 3]);
     let trunc_bmp = write_bytes(r, "2_5.bmp", &bmp[..bmp.len() / 2]);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let random = write_bytes(r, "1_5.png", &(0..500).map(|_| rng.gen::<u8>()).collect::<Vec<_>>());
+    let random = write_bytes(
+        r,
+        "1_5.png",
+        &(0..500).map(|_| rng.gen::<u8>()).collect::<Vec<_>>(),
+    );
     let empty = write_bytes(r, "1_6.png", &[]);
 
     let d = open(r, &LoadOptions::default()).unwrap();
     assert_eq!(d.samples_per_subject(), vec![3, 3]);
     for p in [&trunc_png, &trunc_tif, &trunc_bmp, &random, &empty] {
-        assert!(has_problem(&d.problems, p, "cannot decode image"), "{p:?} not in {:?}", d.problems);
+        assert!(
+            has_problem(&d.problems, p, "cannot decode image"),
+            "{p:?} not in {:?}",
+            d.problems
+        );
         // Reading the file directly is a typed error, not a panic.
-        assert!(matches!(load_image(p), Err(Error::Decode { path, .. }) if &path == p), "{p:?}");
+        assert!(
+            matches!(load_image(p), Err(Error::Decode { path, .. }) if &path == p),
+            "{p:?}"
+        );
     }
     assert_eq!(d.problems.len(), 5);
     check_dense(&d);
@@ -329,7 +395,10 @@ fn load_image_reads_one_file_and_reports_io_errors() {
     let p = write(t.path(), "x.bmp", 17, 9, 3);
     let g = load_image(&p).unwrap();
     assert_eq!(g, img(17, 9, 3));
-    assert!(matches!(load_image(&t.path().join("missing.png")), Err(Error::Io { .. })));
+    assert!(matches!(
+        load_image(&t.path().join("missing.png")),
+        Err(Error::Io { .. })
+    ));
     // A PNG named .tif is still read: the format is taken from the content.
     let q = write_bytes(t.path(), "y.tif", &encoded(image::ImageFormat::Png, 5, 6));
     assert_eq!(load_image(&q).unwrap().dimensions(), (5, 6));
@@ -347,7 +416,14 @@ fn unsupported_files_are_reported_and_known_extras_ignored() {
     let jpg = write_bytes(r, "s1/3.jpg", b"\xff\xd8\xff\xe0 not really a jpeg");
     let xyz = write_bytes(r, "s2/3.xyz", b"?");
     let bare = write_bytes(r, "s2/data", b"?");
-    for quiet in ["README", "s1/.DS_Store", "s1/Thumbs.db", "s2/notes.txt", "LICENSE.md", "s1/._1.pgm"] {
+    for quiet in [
+        "README",
+        "s1/.DS_Store",
+        "s1/Thumbs.db",
+        "s2/notes.txt",
+        "LICENSE.md",
+        "s1/._1.pgm",
+    ] {
         write_bytes(r, quiet, b"metadata");
     }
     let d = open(r, &LoadOptions::default()).unwrap();
@@ -385,13 +461,30 @@ fn single_sample_subjects_are_reported_and_dropped_below_the_minimum() {
     let lonely = write(r, "b/1.png", 20, 20, 3);
     let d = open(r, &LoadOptions::default()).unwrap();
     assert_eq!(d.subjects, vec!["a", "b"]);
-    assert!(has_problem(&d.problems, &lonely, "subject b has only 1 sample: no mated pair can be formed"));
+    assert!(has_problem(
+        &d.problems,
+        &lonely,
+        "subject b has only 1 sample: no mated pair can be formed"
+    ));
 
-    let d2 = open(r, &LoadOptions { min_samples_per_subject: 2, ..LoadOptions::default() }).unwrap();
+    let d2 = open(
+        r,
+        &LoadOptions {
+            min_samples_per_subject: 2,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(d2.subjects, vec!["a"]);
     assert!(has_problem(&d2.problems, &lonely, "dropped"));
 
-    match open(r, &LoadOptions { min_samples_per_subject: 3, ..LoadOptions::default() }) {
+    match open(
+        r,
+        &LoadOptions {
+            min_samples_per_subject: 3,
+            ..LoadOptions::default()
+        },
+    ) {
         Err(Error::Empty { reason, .. }) => assert!(reason.contains("fewer than the minimum"), "{reason}"),
         other => panic!("{other:?}"),
     }
@@ -407,16 +500,28 @@ fn unknown_layout_and_bad_parameters_are_errors() {
         Err(Error::UnknownLayout { reason, .. }) => assert!(reason.contains("2 readable images"), "{reason}"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(open(r, &LoadOptions::default()), Err(Error::UnknownLayout { .. })));
+    assert!(matches!(
+        open(r, &LoadOptions::default()),
+        Err(Error::UnknownLayout { .. })
+    ));
     // Forcing a layout that nothing fits leaves nothing to load.
-    assert!(matches!(open_as(r, Layout::Orl, &LoadOptions::default()), Err(Error::Empty { .. })));
+    assert!(matches!(
+        open_as(r, Layout::Orl, &LoadOptions::default()),
+        Err(Error::Empty { .. })
+    ));
     assert!(matches!(
         open_as(r, Layout::Synthetic, &LoadOptions::default()),
         Err(Error::InvalidParameter { name: "layout", .. })
     ));
     let fvc = shared("fvc2002/DB1_B");
     assert!(matches!(
-        open(&fvc, &LoadOptions { size: 0, ..LoadOptions::default() }),
+        open(
+            &fvc,
+            &LoadOptions {
+                size: 0,
+                ..LoadOptions::default()
+            }
+        ),
         Err(Error::InvalidParameter { name: "size", .. })
     ));
     assert!(loaders::parse_layout("nonsense").is_err());
@@ -466,11 +571,21 @@ fn lanczos_keeps_more_ridge_contrast_on_real_scans() {
         for k in 1..=8 {
             let g = load_image(&shared(&format!("{folder}/101_{k}.tif"))).unwrap();
             let s = g.width().min(g.height());
-            let crop = image::imageops::crop_imm(&g, (g.width() - s) / 2, (g.height() - s) / 2, s, s).to_image();
+            let crop =
+                image::imageops::crop_imm(&g, (g.width() - s) / 2, (g.height() - s) / 2, s, s).to_image();
             lanczos += std_dev(&nhm_data::preprocess::fit(&g, 96, Fit::CenterCropResize));
-            triangle += std_dev(&image::imageops::resize(&crop, 96, 96, image::imageops::FilterType::Triangle));
+            triangle += std_dev(&image::imageops::resize(
+                &crop,
+                96,
+                96,
+                image::imageops::FilterType::Triangle,
+            ));
         }
-        println!("{folder}: mean grey std after fit: lanczos3 {:.2}, triangle {:.2}", lanczos / 8.0, triangle / 8.0);
+        println!(
+            "{folder}: mean grey std after fit: lanczos3 {:.2}, triangle {:.2}",
+            lanczos / 8.0,
+            triangle / 8.0
+        );
         assert!(lanczos > triangle, "{folder}: {lanczos} vs {triangle}");
     }
 }

@@ -7,7 +7,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 fn small(subjects: u32, impressions: u32) -> SynthConfig {
-    SynthConfig { seed: 7, subjects, impressions, size: 64, variation: Variation::default() }
+    SynthConfig {
+        seed: 7,
+        subjects,
+        impressions,
+        size: 64,
+        variation: Variation::default(),
+    }
 }
 
 /// Pearson correlation of two equally sized images.
@@ -32,7 +38,10 @@ fn same_seed_same_bytes_and_fingers_differ() {
     assert_eq!(cfg.impression(1, 1), cfg.impression(1, 1));
     assert_ne!(cfg.impression(0, 0), cfg.impression(1, 0));
     assert_ne!(cfg.impression(0, 0), cfg.impression(0, 1));
-    let other_seed = SynthConfig { seed: 8, ..cfg.clone() };
+    let other_seed = SynthConfig {
+        seed: 8,
+        ..cfg.clone()
+    };
     assert_ne!(cfg.impression(0, 0), other_seed.impression(0, 0));
 }
 
@@ -63,8 +72,9 @@ fn dominant_period(img: &GrayImage) -> f64 {
     let n = img.width() as usize;
     let c = n / 4;
     let m = n / 2;
-    let px: Vec<f64> =
-        (0..m * m).map(|i| img.get_pixel((c + i % m) as u32, (c + i / m) as u32).0[0] as f64).collect();
+    let px: Vec<f64> = (0..m * m)
+        .map(|i| img.get_pixel((c + i % m) as u32, (c + i / m) as u32).0[0] as f64)
+        .collect();
     let mean = px.iter().sum::<f64>() / px.len() as f64;
     let mut power = vec![0.0; m];
     let half = m as i64 / 2;
@@ -77,7 +87,8 @@ fn dominant_period(img: &GrayImage) -> f64 {
             let (mut re, mut im) = (0.0, 0.0);
             for y in 0..m {
                 for x in 0..m {
-                    let ph = -std::f64::consts::TAU * (kx as f64 * x as f64 + ky as f64 * y as f64) / m as f64;
+                    let ph =
+                        -std::f64::consts::TAU * (kx as f64 * x as f64 + ky as f64 * y as f64) / m as f64;
                     let v = px[y * m + x] - mean;
                     re += v * ph.cos();
                     im += v * ph.sin();
@@ -93,10 +104,16 @@ fn dominant_period(img: &GrayImage) -> f64 {
 #[test]
 fn images_have_ridges_at_the_expected_period() {
     // Clean prints: about ten ridges across the image, so a period near size/10 = 6.4 px.
-    let cfg = SynthConfig { variation: Variation::none(), ..small(3, 1) };
+    let cfg = SynthConfig {
+        variation: Variation::none(),
+        ..small(3, 1)
+    };
     for f in 0..3 {
         let p = dominant_period(&cfg.master_image(f));
-        assert!((4.5..=9.0).contains(&p), "finger {f}: dominant period {p} px, expected about 6.4");
+        assert!(
+            (4.5..=9.0).contains(&p),
+            "finger {f}: dominant period {p} px, expected about 6.4"
+        );
     }
     // With the default variation the image still shows strong ridge contrast.
     let img = small(1, 1).impression(0, 0);
@@ -109,29 +126,69 @@ fn images_have_ridges_at_the_expected_period() {
 
 #[test]
 fn mated_impressions_are_more_alike_than_non_mated() {
-    // Learning-free measure on aligned prints: without placement variation (rotation, shift,
-    // scale), impressions of one finger share the ridge pattern; those of two fingers do not.
-    let var = Variation { max_rotation_deg: 0.0, max_translation: 0.0, max_scale: 0.0, ..Variation::default() };
-    let cfg = SynthConfig { variation: var, ..small(4, 2) };
+    // Learning-free measure on aligned prints: without geometric variation (rotation, shift,
+    // scale, distortion) but with the default contact, thickness and noise variation, impressions
+    // of one finger share the ridge pattern; those of two fingers do not.
+    let var = Variation {
+        max_rotation_deg: 0.0,
+        max_translation: 0.0,
+        max_scale: 0.0,
+        distortion: 0.0,
+        ..Variation::default()
+    };
+    let cfg = SynthConfig {
+        variation: var,
+        ..small(4, 2)
+    };
     let ds = cfg.generate().unwrap();
     let img = |s: u32, i: u32| &ds.samples[(s * 2 + i) as usize].image;
     let mated: f64 = (0..4).map(|s| correlation(img(s, 0), img(s, 1))).sum::<f64>() / 4.0;
-    let non: f64 = (0..4).map(|s| correlation(img(s, 0), img((s + 1) % 4, 1))).sum::<f64>() / 4.0;
+    let non: f64 = (0..4)
+        .map(|s| correlation(img(s, 0), img((s + 1) % 4, 1)))
+        .sum::<f64>()
+        / 4.0;
     assert!(mated > non + 0.15, "mated {mated:.3} non-mated {non:.3}");
 }
 
 #[test]
 fn invalid_configs_are_rejected() {
     let bad = [
-        SynthConfig { size: 0, ..small(1, 1) },
-        SynthConfig { size: 2048, ..small(1, 1) },
-        SynthConfig { subjects: 0, ..small(1, 1) },
-        SynthConfig { impressions: 0, ..small(1, 1) },
-        SynthConfig { variation: Variation { noise: f32::NAN, ..Variation::default() }, ..small(1, 1) },
-        SynthConfig { variation: Variation { partial: 2.0, ..Variation::default() }, ..small(1, 1) },
+        SynthConfig {
+            size: 0,
+            ..small(1, 1)
+        },
+        SynthConfig {
+            size: 2048,
+            ..small(1, 1)
+        },
+        SynthConfig {
+            subjects: 0,
+            ..small(1, 1)
+        },
+        SynthConfig {
+            impressions: 0,
+            ..small(1, 1)
+        },
+        SynthConfig {
+            variation: Variation {
+                noise: f32::NAN,
+                ..Variation::default()
+            },
+            ..small(1, 1)
+        },
+        SynthConfig {
+            variation: Variation {
+                partial: 2.0,
+                ..Variation::default()
+            },
+            ..small(1, 1)
+        },
     ];
     for cfg in bad {
-        assert!(matches!(cfg.generate(), Err(Error::InvalidParameter { .. })), "{cfg:?}");
+        assert!(
+            matches!(cfg.generate(), Err(Error::InvalidParameter { .. })),
+            "{cfg:?}"
+        );
     }
 }
 
@@ -164,7 +221,10 @@ fn contact_sheet_is_a_grid() {
     let ds = small(2, 3).generate().unwrap();
     let sheet = contact_sheet(&ds, 20, 8);
     assert_eq!(sheet.dimensions(), (3 * 66 + 2, 2 * 66 + 2));
-    assert_eq!(sheet.get_pixel(2 + 66 + 5, 2 + 66 + 5), ds.samples[4].image.get_pixel(5, 5));
+    assert_eq!(
+        sheet.get_pixel(2 + 66 + 5, 2 + 66 + 5),
+        ds.samples[4].image.get_pixel(5, 5)
+    );
 }
 
 #[test]
@@ -177,6 +237,12 @@ fn augment_keeps_size_and_is_deterministic() {
     assert_eq!(a, b);
     assert_ne!(a, img);
     let rect = GrayImage::new(37, 21);
-    assert_eq!(augment(&rect, &cfg, &mut ChaCha8Rng::seed_from_u64(3)).dimensions(), (37, 21));
-    assert_eq!(augment(&img, &AugmentConfig::none(), &mut ChaCha8Rng::seed_from_u64(3)), img);
+    assert_eq!(
+        augment(&rect, &cfg, &mut ChaCha8Rng::seed_from_u64(3)).dimensions(),
+        (37, 21)
+    );
+    assert_eq!(
+        augment(&img, &AugmentConfig::none(), &mut ChaCha8Rng::seed_from_u64(3)),
+        img
+    );
 }

@@ -32,19 +32,41 @@ pub fn det_curve(s: &ScoreSet, max_points: usize) -> Vec<DetPoint> {
     if let Some(&top) = thresholds.last() {
         thresholds.push(top + 1e-9f64.max(top.abs() * 1e-12));
     }
-    let all: Vec<DetPoint> =
-        thresholds.iter().map(|&t| DetPoint { threshold: t, fmr: s.fmr(t), fnmr: s.fnmr(t) }).collect();
-    thin(all, max_points.max(2))
+    let all: Vec<DetPoint> = thresholds
+        .iter()
+        .map(|&t| DetPoint {
+            threshold: t,
+            fmr: s.fmr(t),
+            fnmr: s.fnmr(t),
+        })
+        .collect();
+    // Keep the equal-error point (chosen as ScoreSet::eer chooses it), so the EER read off the
+    // curve is the reported one.
+    let mut eer_index = 0;
+    for (i, p) in all.iter().enumerate() {
+        let (gap, best) = ((p.fmr - p.fnmr).abs(), &all[eer_index]);
+        let best_gap = (best.fmr - best.fnmr).abs();
+        if gap < best_gap || (gap == best_gap && p.fmr + p.fnmr < best.fmr + best.fnmr) {
+            eer_index = i;
+        }
+    }
+    thin(all, max_points.max(2), eer_index)
 }
 
-/// Keeps at most `max` points, evenly spaced by arc length on the probit scale.
-fn thin(all: Vec<DetPoint>, max: usize) -> Vec<DetPoint> {
+/// Keeps at most `max` points (one more when `keep` must be added), evenly spaced by arc length
+/// on the probit scale, always with `keep`.
+fn thin(all: Vec<DetPoint>, max: usize, keep: usize) -> Vec<DetPoint> {
     if all.len() <= max {
         return all;
     }
     // Clamp so that rates of 0 and 1 have a finite position on the probit scale.
     let eps = 1e-7;
-    let pos = |p: &DetPoint| (probit(p.fmr.clamp(eps, 1.0 - eps)), probit(p.fnmr.clamp(eps, 1.0 - eps)));
+    let pos = |p: &DetPoint| {
+        (
+            probit(p.fmr.clamp(eps, 1.0 - eps)),
+            probit(p.fnmr.clamp(eps, 1.0 - eps)),
+        )
+    };
     let mut cumulative = Vec::with_capacity(all.len());
     let mut total = 0.0;
     let mut prev = pos(&all[0]);
@@ -68,6 +90,9 @@ fn thin(all: Vec<DetPoint>, max: usize) -> Vec<DetPoint> {
     }
     if kept.last() != Some(&(all.len() - 1)) {
         kept.push(all.len() - 1);
+    }
+    if let Err(at) = kept.binary_search(&keep) {
+        kept.insert(at, keep);
     }
     kept.into_iter().map(|i| all[i]).collect()
 }
@@ -113,8 +138,12 @@ pub fn probit(p: f64) -> f64 {
         4.374_664_141_464_968,
         2.938_163_982_698_783,
     ];
-    const D: [f64; 4] =
-        [7.784_695_709_041_462e-3, 3.224_671_290_700_398e-1, 2.445_134_137_142_996, 3.754_408_661_907_416];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
     const P_LOW: f64 = 0.024_25;
     let x = if p < P_LOW {
         let q = (-2.0 * p.ln()).sqrt();
@@ -150,9 +179,9 @@ fn erfc(x: f64) -> f64 {
     // Numerical Recipes 3rd edition, Erf::erfccheb.
     const COF: [f64; 28] = [
         -1.302_653_719_781_709_4,
-        6.419_697_923_564_902_6e-1,
+        6.419_697_923_564_902e-1,
         1.947_647_320_418_583_6e-2,
-        -9.561_514_786_808_631e-3,
+        -9.561_514_786_808_63e-3,
         -9.465_953_444_820_36e-4,
         3.668_394_978_527_61e-4,
         4.252_332_480_690_7e-5,
@@ -219,7 +248,7 @@ mod tests {
         let imp: Vec<f64> = (0..3000).map(|i| i as f64 / 4000.0).collect();
         let s = ScoreSet::new(gen, imp).unwrap();
         let c = det_curve(&s, 100);
-        assert!(c.len() <= 101 && c.len() >= 50, "{} points", c.len());
+        assert!(c.len() <= 102 && c.len() >= 50, "{} points", c.len());
         assert_eq!((c[0].fmr, c[0].fnmr), (1.0, 0.0));
         let last = c[c.len() - 1];
         assert_eq!((last.fmr, last.fnmr), (0.0, 1.0));
@@ -243,7 +272,11 @@ mod tests {
                                   max in 2usize..40) {
             let s = ScoreSet::new(gen, imp).unwrap();
             let c = det_curve(&s, max);
-            prop_assert!(c.len() <= max + 1);
+            prop_assert!(c.len() <= max + 2);
+            let e = s.eer().eer;
+            let from_curve = c.iter().map(|p| ((p.fmr - p.fnmr).abs(), (p.fmr + p.fnmr) / 2.0))
+                .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1))).unwrap().1;
+            prop_assert!((from_curve - e).abs() < 1e-12, "{} vs {}", from_curve, e);
             for w in c.windows(2) {
                 prop_assert!(w[0].threshold < w[1].threshold);
                 prop_assert!(w[0].fmr >= w[1].fmr);

@@ -104,6 +104,9 @@ pub enum Error {
 impl Error {
     /// Wraps an i/o error with the path it concerns.
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_path_buf(), source }
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }

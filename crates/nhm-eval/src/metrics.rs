@@ -76,14 +76,20 @@ impl ScoreSet {
 
     /// The equal error rate: at the threshold where |FMR − FNMR| is smallest, their mean.
     pub fn eer(&self) -> Eer {
-        let mut best = Eer { eer: 1.0, threshold: 0.0 };
+        let mut best = Eer {
+            eer: 1.0,
+            threshold: 0.0,
+        };
         let mut best_gap = f64::INFINITY;
         for t in self.candidate_thresholds() {
             let (a, b) = (self.fmr(t), self.fnmr(t));
             let gap = (a - b).abs();
             if gap < best_gap || (gap == best_gap && (a + b) / 2.0 < best.eer) {
                 best_gap = gap;
-                best = Eer { eer: (a + b) / 2.0, threshold: t };
+                best = Eer {
+                    eer: (a + b) / 2.0,
+                    threshold: t,
+                };
             }
         }
         best
@@ -152,9 +158,18 @@ mod tests {
 
     #[test]
     fn empty_and_nan_are_rejected() {
-        assert!(matches!(ScoreSet::new(vec![], vec![1.0]), Err(Error::NoScores { which: "genuine" })));
-        assert!(matches!(ScoreSet::new(vec![1.0], vec![]), Err(Error::NoScores { which: "impostor" })));
-        assert!(matches!(ScoreSet::new(vec![f64::NAN], vec![1.0]), Err(Error::NonFiniteScore { .. })));
+        assert!(matches!(
+            ScoreSet::new(vec![], vec![1.0]),
+            Err(Error::NoScores { which: "genuine" })
+        ));
+        assert!(matches!(
+            ScoreSet::new(vec![1.0], vec![]),
+            Err(Error::NoScores { which: "impostor" })
+        ));
+        assert!(matches!(
+            ScoreSet::new(vec![f64::NAN], vec![1.0]),
+            Err(Error::NonFiniteScore { .. })
+        ));
     }
 
     proptest! {

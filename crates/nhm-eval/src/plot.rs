@@ -33,16 +33,23 @@ const COLOURS: [RGBColor; 7] = [
 
 fn register_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
+    let ok =
+        *REGISTERED.get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
     if ok {
         Ok(())
     } else {
-        Err(Error::Plot { path: "<font>".into(), reason: "the embedded font could not be parsed".into() })
+        Err(Error::Plot {
+            path: "<font>".into(),
+            reason: "the embedded font could not be parsed".into(),
+        })
     }
 }
 
 fn plot_err(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> Error + '_ {
-    move |e| Error::Plot { path: path.to_path_buf(), reason: e.to_string() }
+    move |e| Error::Plot {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
 }
 
 /// A rate formatted as a percentage with as many decimals as it needs: 0.0001 → "0.01%".
@@ -91,7 +98,10 @@ impl Ranged for ProbitAxis {
             v.truncate(hint.max_num_points());
             return v;
         }
-        let mut v: Vec<f64> = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.4].into_iter().filter(in_range).collect();
+        let mut v: Vec<f64> = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.4]
+            .into_iter()
+            .filter(in_range)
+            .collect();
         while v.len() > hint.max_num_points().max(2) {
             // Too little room: drop every other tick.
             v = v.into_iter().step_by(2).collect();
@@ -113,18 +123,23 @@ impl ValueFormatter<f64> for ProbitAxis {
 /// Draws DET curves (FNMR against FMR, both on normal-deviate axes labelled in %) for several
 /// systems on one PNG, with a legend and each system's EER point marked.
 ///
-/// The axes span from the smallest non-zero rate of any curve (rounded down to a power of ten,
-/// between 1e-6 and 1e-2) to 50%; rates of zero are drawn on the axis edge.
+/// Each axis spans from the smallest non-zero rate any curve reaches on it (rounded down to a
+/// power of ten, between 1e-6 and 1e-2) to 50%; where a rate falls to zero the curve runs to the
+/// axis edge and stops there.
 pub fn plot_det(path: &Path, curves: &[(&str, &[DetPoint])], title: &str) -> Result<()> {
     register_font()?;
     let err = plot_err(path);
-    let smallest = curves
-        .iter()
-        .flat_map(|(_, c)| c.iter())
-        .flat_map(|p| [p.fmr, p.fnmr])
-        .filter(|&v| v > 0.0)
-        .fold(1e-2f64, f64::min);
-    let lo = 10f64.powf(smallest.log10().floor()).max(1e-6);
+    // Each axis starts at the smallest non-zero rate any curve reaches on it.
+    let floor = |rate: fn(&DetPoint) -> f64| {
+        let smallest = curves
+            .iter()
+            .flat_map(|(_, c)| c.iter())
+            .map(rate)
+            .filter(|&v| v > 0.0)
+            .fold(1e-2f64, f64::min);
+        10f64.powf(smallest.log10().floor()).max(1e-6)
+    };
+    let (lo_x, lo_y) = (floor(|p| p.fmr), floor(|p| p.fnmr));
     let hi = 0.5;
 
     let root = BitMapBackend::new(path, (860, 800)).into_drawing_area();
@@ -134,7 +149,7 @@ pub fn plot_det(path: &Path, curves: &[(&str, &[DetPoint])], title: &str) -> Res
         .margin(20)
         .x_label_area_size(60)
         .y_label_area_size(80)
-        .build_cartesian_2d(ProbitAxis { lo, hi }, ProbitAxis { lo, hi })
+        .build_cartesian_2d(ProbitAxis { lo: lo_x, hi }, ProbitAxis { lo: lo_y, hi })
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
@@ -148,21 +163,22 @@ pub fn plot_det(path: &Path, curves: &[(&str, &[DetPoint])], title: &str) -> Res
         .map_err(|e| err(&e))?;
     // The EER line: FMR = FNMR.
     chart
-        .draw_series(DashedLineSeries::new(vec![(lo, lo), (hi, hi)], 6, 6, BLACK.mix(0.4).stroke_width(1)))
+        .draw_series(DashedLineSeries::new(
+            vec![(lo_x.max(lo_y), lo_x.max(lo_y)), (hi, hi)],
+            6,
+            6,
+            BLACK.mix(0.4).stroke_width(1),
+        ))
         .map_err(|e| err(&e))?;
 
     for (k, (name, curve)) in curves.iter().enumerate() {
         let colour = COLOURS[k % COLOURS.len()];
-        // Points beyond 50% on either axis are off the chart; those below the axis sit on its edge.
-        let points: Vec<(f64, f64)> = curve
-            .iter()
-            .filter(|p| p.fmr <= hi && p.fnmr <= hi)
-            .map(|p| (p.fmr.max(lo), p.fnmr.max(lo)))
-            .collect();
+        let points = visible_points(curve, lo_x, lo_y, hi);
         let eer = curve
             .iter()
-            .min_by(|a, b| (a.fmr - a.fnmr).abs().total_cmp(&(b.fmr - b.fnmr).abs()))
-            .map(|p| (p.fmr + p.fnmr) / 2.0);
+            .map(|p| ((p.fmr - p.fnmr).abs(), (p.fmr + p.fnmr) / 2.0))
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)))
+            .map(|(_, mean)| mean);
         let label = match eer {
             Some(e) => format!("{name} (EER {})", percent_2(e)),
             None => name.to_string(),
@@ -172,7 +188,7 @@ pub fn plot_det(path: &Path, curves: &[(&str, &[DetPoint])], title: &str) -> Res
             .map_err(|e| err(&e))?
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(3)));
-        if let Some(e) = eer.filter(|&e| e >= lo && e <= hi) {
+        if let Some(e) = eer.filter(|&e| e >= lo_x.max(lo_y) && e <= hi) {
             chart
                 .draw_series(std::iter::once(Circle::new((e, e), 5, colour.filled())))
                 .map_err(|e| err(&e))?;
@@ -180,7 +196,7 @@ pub fn plot_det(path: &Path, curves: &[(&str, &[DetPoint])], title: &str) -> Res
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::LowerLeft)
         .label_font((FAMILY, 16))
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK.mix(0.4))
@@ -188,6 +204,27 @@ pub fn plot_det(path: &Path, curves: &[(&str, &[DetPoint])], title: &str) -> Res
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+/// The part of a DET curve (ascending threshold: FMR falls, FNMR rises) inside the axes.
+/// Points beyond 50% on either axis are off the chart. Rates below an axis's start (zero
+/// included) are drawn on its edge, but only the one point next to the visible part, so the
+/// curve runs to the edge without tracing along it.
+fn visible_points(curve: &[DetPoint], lo_x: f64, lo_y: f64, hi: f64) -> Vec<(f64, f64)> {
+    let inside: Vec<&DetPoint> = curve.iter().filter(|p| p.fmr <= hi && p.fnmr <= hi).collect();
+    // FNMR below the axis happens at the low-threshold end, FMR below it at the high end.
+    let first = inside.iter().rposition(|p| p.fnmr < lo_y).unwrap_or(0);
+    let last = inside
+        .iter()
+        .position(|p| p.fmr < lo_x)
+        .unwrap_or(inside.len().saturating_sub(1));
+    if inside.is_empty() || first > last {
+        return Vec::new();
+    }
+    inside[first..=last]
+        .iter()
+        .map(|p| (p.fmr.max(lo_x), p.fnmr.max(lo_y)))
+        .collect()
 }
 
 /// A rate as a percentage with two significant decimals, for legends: 0.01234 → "1.23%".
@@ -204,7 +241,12 @@ pub(crate) fn percent_2(p: f64) -> String {
 
 /// Draws the genuine and impostor score distributions as normalised histograms (each integrates
 /// to 1) over common bins, with the threshold, when given, as a vertical dashed line.
-pub fn plot_score_distributions(path: &Path, s: &ScoreSet, title: &str, threshold: Option<f64>) -> Result<()> {
+pub fn plot_score_distributions(
+    path: &Path,
+    s: &ScoreSet,
+    title: &str,
+    threshold: Option<f64>,
+) -> Result<()> {
     let g = s.genuine();
     let i = s.impostor();
     let lo = g[0].min(i[0]);
@@ -214,10 +256,20 @@ pub fn plot_score_distributions(path: &Path, s: &ScoreSet, title: &str, threshol
         (format!("genuine (n = {})", g.len()), g, COLOURS[0]),
         (format!("impostor (n = {})", i.len()), i, COLOURS[1]),
     ];
-    let densities: Vec<(String, Vec<f64>, RGBColor)> =
-        series.into_iter().map(|(name, xs, c)| (name, density(xs, lo, hi, bins), c)).collect();
+    let densities: Vec<(String, Vec<f64>, RGBColor)> = series
+        .into_iter()
+        .map(|(name, xs, c)| (name, density(xs, lo, hi, bins), c))
+        .collect();
     let axis_x = "Score (higher = more similar)";
-    draw_histograms(path, title, axis_x, lo, hi, &densities, threshold.map(|t| (t, "threshold")))
+    draw_histograms(
+        path,
+        title,
+        axis_x,
+        lo,
+        hi,
+        &densities,
+        threshold.map(|t| (t, "threshold")),
+    )
 }
 
 /// Draws the mated and non-mated score densities of an unlinkability analysis with D↔(s) over
@@ -226,12 +278,24 @@ pub fn plot_unlinkability(path: &Path, u: &Unlinkability, title: &str) -> Result
     register_font()?;
     let err = plot_err(path);
     if u.local.is_empty() {
-        return Err(Error::Plot { path: path.to_path_buf(), reason: "no bins to draw".into() });
+        return Err(Error::Plot {
+            path: path.to_path_buf(),
+            reason: "no bins to draw".into(),
+        });
     }
-    let width = if u.local.len() > 1 { u.local[1].0 - u.local[0].0 } else { 1.0 };
+    let width = if u.local.len() > 1 {
+        u.local[1].0 - u.local[0].0
+    } else {
+        1.0
+    };
     let lo = u.local[0].0 - width / 2.0;
     let hi = u.local[u.local.len() - 1].0 + width / 2.0;
-    let ymax = u.mated_density.iter().chain(&u.non_mated_density).fold(0.0f64, |a, &b| a.max(b)) * 1.1;
+    let ymax = u
+        .mated_density
+        .iter()
+        .chain(&u.non_mated_density)
+        .fold(0.0f64, |a, &b| a.max(b))
+        * 1.1;
     let ymax = if ymax > 0.0 { ymax } else { 1.0 };
 
     let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
@@ -264,9 +328,14 @@ pub fn plot_unlinkability(path: &Path, u: &Unlinkability, title: &str) -> Result
         .draw()
         .map_err(|e| err(&e))?;
     let edges: Vec<f64> = (0..=u.local.len()).map(|b| lo + b as f64 * width).collect();
-    for (name, d, c) in [("mated", &u.mated_density, COLOURS[0]), ("non-mated", &u.non_mated_density, COLOURS[1])] {
+    for (name, d, c) in [
+        ("mated", &u.mated_density, COLOURS[0]),
+        ("non-mated", &u.non_mated_density, COLOURS[1]),
+    ] {
         chart
-            .draw_series(AreaSeries::new(step_points(&edges, d), 0.0, c.mix(0.3)).border_style(c.stroke_width(2)))
+            .draw_series(
+                AreaSeries::new(step_points(&edges, d), 0.0, c.mix(0.3)).border_style(c.stroke_width(2)),
+            )
             .map_err(|e| err(&e))?
             .label(name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 20, y + 6)], c.mix(0.5).filled()));
@@ -328,7 +397,11 @@ fn draw_histograms(
     let (lo, hi) = if hi > lo { (lo, hi) } else { (lo - 0.5, hi + 0.5) };
     let width = (hi - lo) / bins as f64;
     let edges: Vec<f64> = (0..=bins).map(|b| lo + b as f64 * width).collect();
-    let ymax = densities.iter().flat_map(|d| d.1.iter()).fold(0.0f64, |a, &b| a.max(b)) * 1.12;
+    let ymax = densities
+        .iter()
+        .flat_map(|d| d.1.iter())
+        .fold(0.0f64, |a, &b| a.max(b))
+        * 1.12;
     let ymax = if ymax > 0.0 { ymax } else { 1.0 };
     let pad = (hi - lo) * 0.03;
 
@@ -354,7 +427,9 @@ fn draw_histograms(
     for (name, d, c) in densities {
         let c = *c;
         chart
-            .draw_series(AreaSeries::new(step_points(&edges, d), 0.0, c.mix(0.3)).border_style(c.stroke_width(2)))
+            .draw_series(
+                AreaSeries::new(step_points(&edges, d), 0.0, c.mix(0.3)).border_style(c.stroke_width(2)),
+            )
             .map_err(|e| err(&e))?
             .label(name.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 20, y + 6)], c.mix(0.5).filled()));
@@ -362,7 +437,12 @@ fn draw_histograms(
     if let Some((t, name)) = marker {
         let black = RGBColor(0, 0, 0);
         chart
-            .draw_series(DashedLineSeries::new(vec![(t, 0.0), (t, ymax)], 8, 5, black.stroke_width(2)))
+            .draw_series(DashedLineSeries::new(
+                vec![(t, 0.0), (t, ymax)],
+                8,
+                5,
+                black.stroke_width(2),
+            ))
             .map_err(|e| err(&e))?
             .label(format!("{name} {t:.4}"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], black.stroke_width(2)));
@@ -385,6 +465,27 @@ mod tests {
     use plotters::coord::ranged1d::{BoldPoints, LightPoints};
 
     #[test]
+    fn det_curves_stop_at_the_axis_edges() {
+        let p = |fmr, fnmr| DetPoint {
+            threshold: 0.0,
+            fmr,
+            fnmr,
+        };
+        let curve = [
+            p(1.0, 0.0),
+            p(0.4, 0.0),
+            p(0.3, 0.0),
+            p(0.1, 0.01),
+            p(0.01, 0.1),
+            p(0.0, 0.2),
+            p(0.0, 1.0),
+        ];
+        let v = visible_points(&curve, 1e-3, 1e-3, 0.5);
+        assert_eq!(v, vec![(0.3, 1e-3), (0.1, 0.01), (0.01, 0.1), (1e-3, 0.2)]);
+        assert!(visible_points(&[], 1e-3, 1e-3, 0.5).is_empty());
+    }
+
+    #[test]
     fn percent_labels() {
         assert_eq!(percent(1e-4), "0.01%");
         assert_eq!(percent(1e-3), "0.1%");
@@ -402,7 +503,10 @@ mod tests {
         assert_eq!(a.map(&0.5, (0, 1000)), 1000);
         assert_eq!(a.map(&0.0, (0, 1000)), 0); // clamped onto the edge
         assert!(a.map(&1e-3, (0, 1000)) < a.map(&1e-2, (0, 1000)));
-        assert_eq!(a.key_points(BoldPoints(10)), vec![1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.4]);
+        assert_eq!(
+            a.key_points(BoldPoints(10)),
+            vec![1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.4]
+        );
         assert_eq!(a.key_points(BoldPoints(3)), vec![1e-4, 1e-2, 0.2]);
         assert!(a.key_points(LightPoints::new(10, 100)).contains(&2e-3));
     }

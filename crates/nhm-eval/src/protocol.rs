@@ -204,16 +204,29 @@ fn check_targets(targets: &[f64]) -> Result<()> {
 /// sample index.
 fn group_by_subject(n: usize, subject: &[u32], sample: &[u32]) -> Result<BTreeMap<u32, Vec<usize>>> {
     if subject.len() != n {
-        return Err(Error::LengthMismatch { what: "subject", got: subject.len(), expected: n });
+        return Err(Error::LengthMismatch {
+            what: "subject",
+            got: subject.len(),
+            expected: n,
+        });
     }
     if sample.len() != n {
-        return Err(Error::LengthMismatch { what: "sample", got: sample.len(), expected: n });
+        return Err(Error::LengthMismatch {
+            what: "sample",
+            got: sample.len(),
+            expected: n,
+        });
     }
     let mut seen: HashMap<(u32, u32), usize> = HashMap::with_capacity(n);
     let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for i in 0..n {
         if let Some(&first) = seen.get(&(subject[i], sample[i])) {
-            return Err(Error::DuplicateSample { subject: subject[i], sample: sample[i], first, second: i });
+            return Err(Error::DuplicateSample {
+                subject: subject[i],
+                sample: sample[i],
+                first,
+                second: i,
+            });
         }
         seen.insert((subject[i], sample[i]), i);
         groups.entry(subject[i]).or_default().push(i);
@@ -236,7 +249,10 @@ pub fn verification_scores<T: Sync>(
     let n = items.len();
     let groups = group_by_subject(n, subject, sample)?;
     if p.max_impostor_pairs == 0 {
-        return Err(Error::InvalidParameter { name: "max_impostor_pairs", reason: "must be at least 1".into() });
+        return Err(Error::InvalidParameter {
+            name: "max_impostor_pairs",
+            reason: "must be at least 1".into(),
+        });
     }
     let mut pairs: Vec<(usize, usize)> = Vec::new();
     for g in groups.values() {
@@ -268,13 +284,19 @@ pub fn verification_scores<T: Sync>(
     }
     pairs.sort_unstable();
 
-    let scores: Vec<f64> = pairs.par_iter().map(|&(i, j)| score(&items[i], &items[j])).collect();
+    let scores: Vec<f64> = pairs
+        .par_iter()
+        .map(|&(i, j)| score(&items[i], &items[j]))
+        .collect();
     let mut genuine = Vec::new();
     let mut impostor = Vec::new();
     let mut records = Vec::with_capacity(pairs.len());
     for (&(i, j), &s) in pairs.iter().zip(&scores) {
         if !s.is_finite() {
-            return Err(Error::NonFiniteScore { index: records.len(), value: s });
+            return Err(Error::NonFiniteScore {
+                index: records.len(),
+                value: s,
+            });
         }
         let r = ScoreRecord {
             reference_subject: subject[i],
@@ -291,7 +313,11 @@ pub fn verification_scores<T: Sync>(
         records.push(r);
     }
     let scores = ScoreSet::new(genuine, impostor)?;
-    Ok(Comparisons { records, scores, impostor_pairs_available: available })
+    Ok(Comparisons {
+        records,
+        scores,
+        impostor_pairs_available: available,
+    })
 }
 
 /// Closed-set identification at each of `p.enrolment_counts` (see the module documentation).
@@ -340,7 +366,11 @@ pub fn identification<T: Sync>(
                 }
                 let mine = fused[own];
                 // Pessimistic ranking: any other subject scoring at least as high is ahead.
-                let ahead = fused.iter().enumerate().filter(|&(s, &v)| s != own && v >= mine).count();
+                let ahead = fused
+                    .iter()
+                    .enumerate()
+                    .filter(|&(s, &v)| s != own && v >= mine)
+                    .count();
                 Ok(ahead + 1)
             })
             .collect::<Result<_>>()?;

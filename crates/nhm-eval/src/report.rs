@@ -60,11 +60,18 @@ impl Report {
     /// files must already be in `dir`: report.html embeds them.
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut json = serde_json::to_string_pretty(&Versioned { schema_version: SCHEMA_VERSION, report: self })
-            .map_err(|source| Error::Json { source })?;
+        let mut json = serde_json::to_string_pretty(&Versioned {
+            schema_version: SCHEMA_VERSION,
+            report: self,
+        })
+        .map_err(|source| Error::Json { source })?;
         json.push('\n');
         let html = self.html(dir)?;
-        for (name, text) in [("report.json", json), ("report.md", self.markdown()), ("report.html", html)] {
+        for (name, text) in [
+            ("report.json", json),
+            ("report.md", self.markdown()),
+            ("report.html", html),
+        ] {
             let path = dir.join(name);
             std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
         }
@@ -84,8 +91,11 @@ impl Report {
 
     /// The enrolment counts of all systems, ascending.
     fn enrolment_counts(&self) -> Vec<usize> {
-        let mut k: Vec<usize> =
-            self.systems.iter().flat_map(|s| s.figures.identification.iter().map(|r| r.enrolled)).collect();
+        let mut k: Vec<usize> = self
+            .systems
+            .iter()
+            .flat_map(|s| s.figures.identification.iter().map(|r| r.enrolled))
+            .collect();
         k.sort_unstable();
         k.dedup();
         k
@@ -96,34 +106,48 @@ impl Report {
         let targets = self.fmr_targets();
         let counts = self.enrolment_counts();
         let mut header = vec!["System".to_string(), "EER".to_string()];
-        header.extend(targets.iter().map(|t| format!("FNMR @ FMR {}", crate::plot::percent(*t))));
+        header.extend(
+            targets
+                .iter()
+                .map(|t| format!("FNMR @ FMR {}", crate::plot::percent(*t))),
+        );
         header.extend(counts.iter().map(|k| format!("Rank-1, {k} enrolled")));
-        let rows = self
-            .systems
-            .iter()
-            .map(|s| {
-                let f = &s.figures;
-                let mut row = vec![s.name.clone(), percent_2(f.eer)];
-                row.extend(targets.iter().map(|t| match f.fnmr_at_fmr.iter().find(|x| x.fmr_target == *t) {
-                    Some(x) if x.resolvable => percent_2(x.fnmr),
-                    Some(_) => "n/r".to_string(),
-                    None => "–".to_string(),
-                }));
-                row.extend(counts.iter().map(|k| match f.identification.iter().find(|r| r.enrolled == *k) {
-                    Some(r) => percent_2(r.rank1),
-                    None => "–".to_string(),
-                }));
-                row
-            })
-            .collect();
+        let rows =
+            self.systems
+                .iter()
+                .map(|s| {
+                    let f = &s.figures;
+                    let mut row = vec![s.name.clone(), percent_2(f.eer)];
+                    row.extend(targets.iter().map(
+                        |t| match f.fnmr_at_fmr.iter().find(|x| x.fmr_target == *t) {
+                            Some(x) if x.resolvable => percent_2(x.fnmr),
+                            Some(_) => "n/r".to_string(),
+                            None => "–".to_string(),
+                        },
+                    ));
+                    row.extend(counts.iter().map(
+                        |k| match f.identification.iter().find(|r| r.enrolled == *k) {
+                            Some(r) => percent_2(r.rank1),
+                            None => "–".to_string(),
+                        },
+                    ));
+                    row
+                })
+                .collect();
         (header, rows)
     }
 
     /// Pair counts and identification details, one row per system.
     fn counts(&self) -> (Vec<String>, Vec<Vec<String>>) {
-        let header = ["System", "Genuine pairs", "Impostor pairs", "Non-mated pairs available", "Smallest FMR measurable"]
-            .map(String::from)
-            .to_vec();
+        let header = [
+            "System",
+            "Genuine pairs",
+            "Impostor pairs",
+            "Non-mated pairs available",
+            "Smallest FMR measurable",
+        ]
+        .map(String::from)
+        .to_vec();
         let rows = self
             .systems
             .iter()
@@ -134,7 +158,11 @@ impl Report {
                     f.genuine_pairs.to_string(),
                     f.impostor_pairs.to_string(),
                     f.impostor_pairs_available.to_string(),
-                    if f.impostor_pairs > 0 { format!("{:.1e}", 1.0 / f.impostor_pairs as f64) } else { "–".into() },
+                    if f.impostor_pairs > 0 {
+                        format!("{:.1e}", 1.0 / f.impostor_pairs as f64)
+                    } else {
+                        "–".into()
+                    },
                 ]
             })
             .collect();
@@ -143,9 +171,16 @@ impl Report {
 
     /// Every operating point: threshold, measured FMR and FNMR per target.
     fn operating_points(&self) -> (Vec<String>, Vec<Vec<String>>) {
-        let header = ["System", "Target FMR", "Threshold", "Measured FMR", "FNMR", "Resolvable"]
-            .map(String::from)
-            .to_vec();
+        let header = [
+            "System",
+            "Target FMR",
+            "Threshold",
+            "Measured FMR",
+            "FNMR",
+            "Resolvable",
+        ]
+        .map(String::from)
+        .to_vec();
         let mut rows = Vec::new();
         for s in &self.systems {
             let f = &s.figures;
@@ -166,9 +201,17 @@ impl Report {
 
     /// Identification details.
     fn identification(&self) -> (Vec<String>, Vec<Vec<String>>) {
-        let header = ["System", "Enrolled", "Gallery subjects", "Probes", "Skipped subjects", "Rank-1", "Rank-5"]
-            .map(String::from)
-            .to_vec();
+        let header = [
+            "System",
+            "Enrolled",
+            "Gallery subjects",
+            "Probes",
+            "Skipped subjects",
+            "Rank-1",
+            "Rank-5",
+        ]
+        .map(String::from)
+        .to_vec();
         let rows = self
             .systems
             .iter()
@@ -241,7 +284,13 @@ impl Report {
         if !self.plots.is_empty() {
             let _ = writeln!(m, "\n## Plots\n");
             for (caption, file) in &self.plots {
-                let _ = writeln!(m, "![{}]({})\n\n*{}*\n", md_escape(caption), file.replace(' ', "%20"), md_escape(caption));
+                let _ = writeln!(
+                    m,
+                    "![{}]({})\n\n*{}*\n",
+                    md_escape(caption),
+                    file.replace(' ', "%20"),
+                    md_escape(caption)
+                );
             }
         }
         let _ = writeln!(m, "\n## Comparisons\n");
@@ -259,7 +308,14 @@ impl Report {
                 let _ = writeln!(m, "\n## {name}\n\n```json\n{pretty}\n```");
             }
         }
-        let _ = writeln!(m, "\nEvery figure, with the DET curves, is in report.json (schema version {SCHEMA_VERSION}).");
+        let _ = writeln!(
+            m,
+            "\nEvery figure, with the DET curves, is in report.json (schema version {SCHEMA_VERSION})."
+        );
+        // Sections each add their own spacing; keep at most one blank line between blocks.
+        while m.contains("\n\n\n") {
+            m = m.replace("\n\n\n", "\n\n");
+        }
         m
     }
 
@@ -336,14 +392,23 @@ fn operating_row(name: &str, x: &FnmrAt) -> Vec<String> {
     vec![
         name.to_string(),
         crate::plot::percent(x.fmr_target),
-        format!("{:.6}", x.threshold),
+        if x.resolvable {
+            format!("{:.6}", x.threshold)
+        } else {
+            "above every impostor score".into()
+        },
         percent_2(x.fmr),
         percent_2(x.fnmr),
-        if x.resolvable { "yes".into() } else { "no (too few impostor pairs)".into() },
+        if x.resolvable {
+            "yes".into()
+        } else {
+            "no (too few impostor pairs)".into()
+        },
     ]
 }
 
-const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;\
+const CSS: &str =
+    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;\
 padding:0 1em;color:#222;line-height:1.45}\n\
 table{border-collapse:collapse;margin:0.6em 0 1em}\n\
 th,td{border:1px solid #ccc;padding:0.3em 0.7em}\n\
@@ -355,7 +420,10 @@ figcaption{color:#555;font-size:0.92em}\n\
 pre{background:#f6f6f6;padding:0.8em;overflow:auto}\n";
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Escapes the characters that would break a Markdown table cell or start markup.
@@ -364,14 +432,29 @@ fn md_escape(s: &str) -> String {
 }
 
 fn md_table(m: &mut String, (header, rows): (Vec<String>, Vec<Vec<String>>)) {
-    let _ = writeln!(m, "| {} |", header.iter().map(|c| md_escape(c)).collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(
+        m,
+        "| {} |",
+        header
+            .iter()
+            .map(|c| md_escape(c))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
     let _ = writeln!(
         m,
         "|{}|",
-        (0..header.len()).map(|i| if i == 0 { "---" } else { "---:" }).collect::<Vec<_>>().join("|")
+        (0..header.len())
+            .map(|i| if i == 0 { "---" } else { "---:" })
+            .collect::<Vec<_>>()
+            .join("|")
     );
     for r in rows {
-        let _ = writeln!(m, "| {} |", r.iter().map(|c| md_escape(c)).collect::<Vec<_>>().join(" | "));
+        let _ = writeln!(
+            m,
+            "| {} |",
+            r.iter().map(|c| md_escape(c)).collect::<Vec<_>>().join(" | ")
+        );
     }
     m.push('\n');
 }

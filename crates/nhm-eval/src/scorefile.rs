@@ -48,7 +48,12 @@ pub fn write_bob4(path: &Path, records: &[ScoreRecord], labels: &dyn Fn(u32) -> 
                     None
                 };
                 if let Some(reason) = reason {
-                    return Err(Error::BadLabel { subject: id, label, format: "bob4", reason });
+                    return Err(Error::BadLabel {
+                        subject: id,
+                        label,
+                        format: "bob4",
+                        reason,
+                    });
                 }
                 e.insert(label);
             }
@@ -73,7 +78,11 @@ pub fn read_bob4(path: &Path) -> Result<ScoreSet> {
     let mut impostor = Vec::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| Error::io(path, e))?;
-        let bad = |reason: String| Error::ScoreFileLine { path: path.to_path_buf(), line: n + 1, reason };
+        let bad = |reason: String| Error::ScoreFileLine {
+            path: path.to_path_buf(),
+            line: n + 1,
+            reason,
+        };
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
@@ -103,10 +112,16 @@ pub fn read_csv(path: &Path) -> Result<ScoreSet> {
     let mut impostor = Vec::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| Error::io(path, e))?;
-        let bad = |reason: String| Error::ScoreFileLine { path: path.to_path_buf(), line: n + 1, reason };
+        let bad = |reason: String| Error::ScoreFileLine {
+            path: path.to_path_buf(),
+            line: n + 1,
+            reason,
+        };
         if n == 0 {
             if line.trim() != "reference_subject,probe_subject,probe_sample,score" {
-                return Err(bad("expected the header reference_subject,probe_subject,probe_sample,score".into()));
+                return Err(bad(
+                    "expected the header reference_subject,probe_subject,probe_sample,score".into(),
+                ));
             }
             continue;
         }
@@ -176,7 +191,9 @@ fn split_csv(line: &str) -> std::result::Result<Vec<String>, &'static str> {
 fn write_lines(path: &Path, body: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>) -> Result<()> {
     let file = File::create(path).map_err(|e| Error::io(path, e))?;
     let mut w = BufWriter::new(file);
-    body(&mut w).and_then(|()| w.flush()).map_err(|e| Error::io(path, e))
+    body(&mut w)
+        .and_then(|()| w.flush())
+        .map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]

@@ -38,7 +38,10 @@ pub fn unlinkability(mated: &[f64], non_mated: &[f64], bins: usize) -> Result<Un
         return Err(Error::NoScores { which: "non-mated" });
     }
     if bins == 0 {
-        return Err(Error::InvalidParameter { name: "bins", reason: "must be at least 1".into() });
+        return Err(Error::InvalidParameter {
+            name: "bins",
+            reason: "must be at least 1".into(),
+        });
     }
     for (index, &value) in mated.iter().chain(non_mated).enumerate() {
         if !value.is_finite() {
@@ -48,7 +51,9 @@ pub fn unlinkability(mated: &[f64], non_mated: &[f64], bins: usize) -> Result<Un
     let (lo, hi) = mated
         .iter()
         .chain(non_mated)
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
     // All scores equal: one bin holds everything, so the two distributions are identical.
     let bins = if hi > lo { bins } else { 1 };
     let width = if hi > lo { (hi - lo) / bins as f64 } else { 1.0 };
@@ -81,7 +86,12 @@ pub fn unlinkability(mated: &[f64], non_mated: &[f64], bins: usize) -> Result<Un
         mated_density.push(pm / width);
         non_mated_density.push(pn / width);
     }
-    Ok(Unlinkability { d_sys, local, mated_density, non_mated_density })
+    Ok(Unlinkability {
+        d_sys,
+        local,
+        mated_density,
+        non_mated_density,
+    })
 }
 
 #[cfg(test)]
@@ -134,10 +144,22 @@ mod tests {
 
     #[test]
     fn bad_input_is_rejected() {
-        assert!(matches!(unlinkability(&[], &[1.0], 10), Err(Error::NoScores { which: "mated" })));
-        assert!(matches!(unlinkability(&[1.0], &[], 10), Err(Error::NoScores { which: "non-mated" })));
-        assert!(matches!(unlinkability(&[1.0], &[1.0], 0), Err(Error::InvalidParameter { .. })));
-        assert!(matches!(unlinkability(&[f64::NAN], &[1.0], 4), Err(Error::NonFiniteScore { .. })));
+        assert!(matches!(
+            unlinkability(&[], &[1.0], 10),
+            Err(Error::NoScores { which: "mated" })
+        ));
+        assert!(matches!(
+            unlinkability(&[1.0], &[], 10),
+            Err(Error::NoScores { which: "non-mated" })
+        ));
+        assert!(matches!(
+            unlinkability(&[1.0], &[1.0], 0),
+            Err(Error::InvalidParameter { .. })
+        ));
+        assert!(matches!(
+            unlinkability(&[f64::NAN], &[1.0], 4),
+            Err(Error::NonFiniteScore { .. })
+        ));
         // Constant scores: one bin, nothing to tell apart.
         assert_eq!(unlinkability(&[0.3, 0.3], &[0.3], 10).unwrap().d_sys, 0.0);
     }

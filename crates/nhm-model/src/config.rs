@@ -69,8 +69,10 @@ impl EncoderConfig {
 
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self> {
-        let cfg: EncoderConfig =
-            toml::from_str(text).map_err(|source| Error::Toml { path: origin.to_path_buf(), source })?;
+        let cfg: EncoderConfig = toml::from_str(text).map_err(|source| Error::Toml {
+            path: origin.to_path_buf(),
+            source,
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -94,13 +96,22 @@ impl EncoderConfig {
     /// Checks every field's range: a network that cannot be built is refused here, not in burn.
     pub fn validate(&self) -> Result<()> {
         if self.input_size < 32 || self.input_size > 1024 {
-            return Err(Error::invalid("input_size", format!("{} is outside 32..=1024", self.input_size)));
+            return Err(Error::invalid(
+                "input_size",
+                format!("{} is outside 32..=1024", self.input_size),
+            ));
         }
         if self.channels.is_empty() || self.channels.len() > 8 {
-            return Err(Error::invalid("channels", format!("{} stages, need 1..=8", self.channels.len())));
+            return Err(Error::invalid(
+                "channels",
+                format!("{} stages, need 1..=8", self.channels.len()),
+            ));
         }
         if let Some(c) = self.channels.iter().find(|&&c| c == 0 || c > 2048) {
-            return Err(Error::invalid("channels", format!("{c} channels is outside 1..=2048")));
+            return Err(Error::invalid(
+                "channels",
+                format!("{c} channels is outside 1..=2048"),
+            ));
         }
         if !self.embedding_dim.is_power_of_two() || !(8..=4096).contains(&self.embedding_dim) {
             return Err(Error::invalid(
@@ -109,7 +120,10 @@ impl EncoderConfig {
             ));
         }
         if !(1..=4).contains(&self.convs_per_stage) {
-            return Err(Error::invalid("convs_per_stage", format!("{} is outside 1..=4", self.convs_per_stage)));
+            return Err(Error::invalid(
+                "convs_per_stage",
+                format!("{} is outside 1..=4", self.convs_per_stage),
+            ));
         }
         if self.pool_grid == 0 || self.pool_grid > self.final_map_size() {
             return Err(Error::invalid(
@@ -178,7 +192,10 @@ impl LossKind {
         if ok {
             Ok(())
         } else {
-            Err(Error::invalid("loss", format!("{self:?} has a parameter out of range")))
+            Err(Error::invalid(
+                "loss",
+                format!("{self:?} has a parameter out of range"),
+            ))
         }
     }
 }
@@ -196,7 +213,10 @@ impl FromStr for LossKind {
     fn from_str(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "contrastive" => Ok(LossKind::Contrastive { margin: 1.0 }),
-            "arcface" | "aam" => Ok(LossKind::ArcFace { scale: 30.0, margin: 0.3 }),
+            "arcface" | "aam" => Ok(LossKind::ArcFace {
+                scale: 30.0,
+                margin: 0.3,
+            }),
             "supcon" => Ok(LossKind::SupCon { temperature: 0.1 }),
             other => Err(Error::invalid(
                 "loss",
@@ -259,6 +279,17 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Reads and validates a TOML file (missing fields take their defaults).
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let cfg: TrainConfig = toml::from_str(&text).map_err(|source| Error::Toml {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// Checks every field's range.
     pub fn validate(&self) -> Result<()> {
         self.loss.validate()?;
@@ -266,13 +297,22 @@ impl TrainConfig {
             return Err(Error::invalid("epochs", "must be at least 1"));
         }
         if self.subjects_per_batch < 2 {
-            return Err(Error::invalid("subjects_per_batch", "need at least 2 subjects per batch (negatives)"));
+            return Err(Error::invalid(
+                "subjects_per_batch",
+                "need at least 2 subjects per batch (negatives)",
+            ));
         }
         if self.samples_per_subject < 2 {
-            return Err(Error::invalid("samples_per_subject", "need at least 2 samples per subject (positives)"));
+            return Err(Error::invalid(
+                "samples_per_subject",
+                "need at least 2 samples per subject (positives)",
+            ));
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate < 10.0) {
-            return Err(Error::invalid("learning_rate", format!("{} is outside (0, 10)", self.learning_rate)));
+            return Err(Error::invalid(
+                "learning_rate",
+                format!("{} is outside (0, 10)", self.learning_rate),
+            ));
         }
         if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0) {
             return Err(Error::invalid("warmup_epochs", "must be a finite number >= 0"));
@@ -301,7 +341,11 @@ mod tests {
 
     #[test]
     fn toml_round_trip() {
-        let c = EncoderConfig { input_size: 48, channels: vec![8, 16], ..Default::default() };
+        let c = EncoderConfig {
+            input_size: 48,
+            channels: vec![8, 16],
+            ..Default::default()
+        };
         let text = c.to_toml_string().unwrap();
         assert_eq!(EncoderConfig::from_toml_str(&text, Path::new("x")).unwrap(), c);
     }
@@ -309,20 +353,44 @@ mod tests {
     #[test]
     fn bad_encoder_configs_are_refused() {
         let bad = [
-            EncoderConfig { input_size: 16, ..Default::default() },
-            EncoderConfig { embedding_dim: 100, ..Default::default() },
-            EncoderConfig { channels: vec![], ..Default::default() },
-            EncoderConfig { channels: vec![8, 0], ..Default::default() },
-            EncoderConfig { convs_per_stage: 0, ..Default::default() },
-            EncoderConfig { pool_grid: 9, ..Default::default() },
+            EncoderConfig {
+                input_size: 16,
+                ..Default::default()
+            },
+            EncoderConfig {
+                embedding_dim: 100,
+                ..Default::default()
+            },
+            EncoderConfig {
+                channels: vec![],
+                ..Default::default()
+            },
+            EncoderConfig {
+                channels: vec![8, 0],
+                ..Default::default()
+            },
+            EncoderConfig {
+                convs_per_stage: 0,
+                ..Default::default()
+            },
+            EncoderConfig {
+                pool_grid: 9,
+                ..Default::default()
+            },
         ];
         for c in bad {
             assert!(matches!(c.validate(), Err(Error::InvalidConfig { .. })), "{c:?}");
         }
         let unknown = "input_size = 64\nchannels = [8]\nembedding_dim = 16\nfoo = 1\n";
-        assert!(matches!(EncoderConfig::from_toml_str(unknown, Path::new("x")), Err(Error::Toml { .. })));
+        assert!(matches!(
+            EncoderConfig::from_toml_str(unknown, Path::new("x")),
+            Err(Error::Toml { .. })
+        ));
         let missing = std::path::PathBuf::from("/nonexistent/enc.toml");
-        assert!(matches!(EncoderConfig::from_toml_file(&missing), Err(Error::Io { .. })));
+        assert!(matches!(
+            EncoderConfig::from_toml_file(&missing),
+            Err(Error::Io { .. })
+        ));
     }
 
     #[test]
@@ -338,12 +406,28 @@ mod tests {
 
     #[test]
     fn train_config_toml_and_validation() {
-        let t = TrainConfig { loss: LossKind::ArcFace { scale: 16.0, margin: 0.2 }, ..Default::default() };
+        let t = TrainConfig {
+            loss: LossKind::ArcFace {
+                scale: 16.0,
+                margin: 0.2,
+            },
+            ..Default::default()
+        };
         let text = toml::to_string(&t).unwrap();
         let back: TrainConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, t);
-        assert!(TrainConfig { samples_per_subject: 1, ..Default::default() }.validate().is_err());
-        assert!(TrainConfig { learning_rate: f64::NAN, ..Default::default() }.validate().is_err());
+        assert!(TrainConfig {
+            samples_per_subject: 1,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(TrainConfig {
+            learning_rate: f64::NAN,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
         TrainConfig::default().validate().unwrap();
     }
 }

@@ -56,7 +56,12 @@ pub struct CheckpointMeta {
 impl CheckpointMeta {
     /// A header stamped with the current time and git revision; a non-finite `val_eer` is
     /// recorded as unknown.
-    pub fn new(train: Option<&TrainConfig>, data: impl Into<String>, epoch: usize, val_eer: Option<f64>) -> Self {
+    pub fn new(
+        train: Option<&TrainConfig>,
+        data: impl Into<String>,
+        epoch: usize,
+        val_eer: Option<f64>,
+    ) -> Self {
         CheckpointMeta {
             train: train.cloned(),
             seed: train.map_or(0, |t| t.seed),
@@ -64,7 +69,9 @@ impl CheckpointMeta {
             git_revision: git_revision(),
             epoch,
             val_eer: val_eer.filter(|v| v.is_finite()),
-            created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            created_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             nhm_version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
@@ -72,7 +79,10 @@ impl CheckpointMeta {
 
 /// `git rev-parse HEAD` in the current directory, when git and a repository are there.
 fn git_revision() -> Option<String> {
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
@@ -102,12 +112,20 @@ impl Encoder {
         cfg.validate()?;
         let device = compute_device();
         let net = EncoderNet::new(cfg, seed, &device);
-        Ok(Encoder { cfg: cfg.clone(), net, device })
+        Ok(Encoder {
+            cfg: cfg.clone(),
+            net,
+            device,
+        })
     }
 
     /// Wraps a network (moved to the inference device by the caller).
     pub(crate) fn from_net(cfg: EncoderConfig, net: EncoderNet) -> Self {
-        Encoder { cfg, net, device: compute_device() }
+        Encoder {
+            cfg,
+            net,
+            device: compute_device(),
+        }
     }
 
     /// The architecture.
@@ -130,6 +148,11 @@ impl Encoder {
         Ok(out)
     }
 
+    /// The network's forward pass on a `[n, 1, s, s]` tensor.
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.net.forward(x)
+    }
+
     /// Embeds `n` preprocessed images given as one row-major `[n, 1, s, s]` buffer.
     pub(crate) fn embed_pixels(&self, pixels: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>> {
         let s = self.cfg.input_size;
@@ -146,14 +169,25 @@ impl Encoder {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let weights = dir.join(WEIGHTS_FILE);
         let mut store = SafetensorsStore::from_bytes(None);
-        self.net
-            .save_into(&mut store)
-            .map_err(|e| Error::Weights { path: weights.clone(), reason: e.to_string() })?;
-        let bytes = store.get_bytes().map_err(|e| Error::Weights { path: weights.clone(), reason: e.to_string() })?;
+        self.net.save_into(&mut store).map_err(|e| Error::Weights {
+            path: weights.clone(),
+            reason: e.to_string(),
+        })?;
+        let bytes = store.get_bytes().map_err(|e| Error::Weights {
+            path: weights.clone(),
+            reason: e.to_string(),
+        })?;
         write_atomic(&weights, &bytes)?;
-        let header = HeaderFile { format: FORMAT.into(), encoder: self.cfg.clone(), meta: meta.clone() };
+        let header = HeaderFile {
+            format: FORMAT.into(),
+            encoder: self.cfg.clone(),
+            meta: meta.clone(),
+        };
         let path = dir.join(HEADER_FILE);
-        let json = serde_json::to_vec_pretty(&header).map_err(|source| Error::Json { path: path.clone(), source })?;
+        let json = serde_json::to_vec_pretty(&header).map_err(|source| Error::Json {
+            path: path.clone(),
+            source,
+        })?;
         write_atomic(&path, &json)
     }
 
@@ -170,34 +204,51 @@ impl Encoder {
     pub fn load_with_meta(dir: &Path) -> Result<(Encoder, CheckpointMeta)> {
         let path = dir.join(HEADER_FILE);
         let text = read_file(&path)?;
-        let header: HeaderFile = serde_json::from_slice(&text).map_err(|source| Error::Json { path, source })?;
+        let header: HeaderFile =
+            serde_json::from_slice(&text).map_err(|source| Error::Json { path, source })?;
         header.encoder.validate()?;
         let device = compute_device();
         let mut net = EncoderNet::new(&header.encoder, 0, &device);
         load_safetensors(&mut net, &dir.join(WEIGHTS_FILE))?;
-        Ok((Encoder { cfg: header.encoder, net, device }, header.meta))
+        Ok((
+            Encoder {
+                cfg: header.encoder,
+                net,
+                device,
+            },
+            header.meta,
+        ))
     }
 }
 
 /// Checks one image's size against the encoder's input.
 pub(crate) fn check_size(img: &GrayImage, s: usize) -> Result<()> {
     if img.width() as usize != s || img.height() as usize != s {
-        return Err(Error::InputSize { expected: s, found: img.dimensions() });
+        return Err(Error::InputSize {
+            expected: s,
+            found: img.dimensions(),
+        });
     }
     Ok(())
 }
 
 /// Reads a tensor's values back to the host.
 pub(crate) fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    let data = t.try_into_data().map_err(|e| Error::Backend { reason: format!("{e:?}") })?;
-    data.try_to_vec::<f32>().map_err(|e| Error::Backend { reason: format!("{e:?}") })
+    let data = t.try_into_data().map_err(|e| Error::Backend {
+        reason: format!("{e:?}"),
+    })?;
+    data.try_to_vec::<f32>().map_err(|e| Error::Backend {
+        reason: format!("{e:?}"),
+    })
 }
 
 /// Reads a whole file; a missing file is [`Error::MissingFile`].
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::MissingFile { path: path.to_path_buf() }
+            Error::MissingFile {
+                path: path.to_path_buf(),
+            }
         } else {
             Error::io(path, e)
         }
@@ -206,7 +257,10 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp"));
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
@@ -215,10 +269,13 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Loads safetensors weights into `net`, turning any disagreement into [`Error::ConfigMismatch`].
 pub(crate) fn load_safetensors<M: ModuleSnapshot>(net: &mut M, path: &Path) -> Result<()> {
     let bytes = read_file(path)?;
-    let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(false).allow_partial(true);
-    let result = net
-        .load_from(&mut store)
-        .map_err(|e| Error::Weights { path: path.to_path_buf(), reason: e.to_string() })?;
+    let mut store = SafetensorsStore::from_bytes(Some(bytes))
+        .validate(false)
+        .allow_partial(true);
+    let result = net.load_from(&mut store).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     check_apply(&result)
 }
 
@@ -226,13 +283,25 @@ pub(crate) fn load_safetensors<M: ModuleSnapshot>(net: &mut M, path: &Path) -> R
 pub(crate) fn check_apply(result: &ApplyResult) -> Result<()> {
     if let Some(e) = result.errors.first() {
         let (tensor, detail) = match e {
-            ApplyError::ShapeMismatch { path, expected, found } => (
+            ApplyError::ShapeMismatch {
+                path,
+                expected,
+                found,
+            } => (
                 path.clone(),
-                format!("the configuration needs shape {:?}, the file holds {:?}", expected, found),
+                format!(
+                    "the configuration needs shape {:?}, the file holds {:?}",
+                    expected, found
+                ),
             ),
-            ApplyError::DTypeMismatch { path, expected, found } => {
-                (path.clone(), format!("dtype {expected:?} expected, {found:?} found"))
-            }
+            ApplyError::DTypeMismatch {
+                path,
+                expected,
+                found,
+            } => (
+                path.clone(),
+                format!("dtype {expected:?} expected, {found:?} found"),
+            ),
             ApplyError::AdapterError { path, message } | ApplyError::LoadError { path, message } => {
                 (path.clone(), message.clone())
             }
@@ -259,11 +328,23 @@ mod tests {
     use super::*;
 
     fn tiny() -> EncoderConfig {
-        EncoderConfig { input_size: 32, channels: vec![4, 8], embedding_dim: 16, convs_per_stage: 1, pool_grid: 2 }
+        EncoderConfig {
+            input_size: 32,
+            channels: vec![4, 8],
+            embedding_dim: 16,
+            convs_per_stage: 1,
+            pool_grid: 2,
+        }
     }
 
     fn images(n: usize, s: u32) -> Vec<GrayImage> {
-        (0..n).map(|k| GrayImage::from_fn(s, s, |x, y| image::Luma([((x * 7 + y * 13 + k as u32 * 31) % 256) as u8]))).collect()
+        (0..n)
+            .map(|k| {
+                GrayImage::from_fn(s, s, |x, y| {
+                    image::Luma([((x * 7 + y * 13 + k as u32 * 31) % 256) as u8])
+                })
+            })
+            .collect()
     }
 
     #[test]
@@ -288,7 +369,16 @@ mod tests {
     fn wrong_input_size_is_refused() {
         let enc = Encoder::new(&tiny(), 1).unwrap();
         let err = enc.embed(&images(1, 40)).unwrap_err();
-        assert!(matches!(err, Error::InputSize { expected: 32, found: (40, 40) }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::InputSize {
+                    expected: 32,
+                    found: (40, 40)
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -305,23 +395,39 @@ mod tests {
         assert_eq!(back.embed(&imgs).unwrap(), enc.embed(&imgs).unwrap());
 
         // Weights of another configuration under this header.
-        let other = Encoder::new(&EncoderConfig { channels: vec![4, 12], ..tiny() }, 3).unwrap();
+        let other = Encoder::new(
+            &EncoderConfig {
+                channels: vec![4, 12],
+                ..tiny()
+            },
+            3,
+        )
+        .unwrap();
         let dir2 = tempfile::tempdir().unwrap();
         other.save(dir2.path(), &meta).unwrap();
         std::fs::copy(dir2.path().join(WEIGHTS_FILE), dir.path().join(WEIGHTS_FILE)).unwrap();
         let err = Encoder::load(dir.path()).unwrap_err();
         match err {
             Error::ConfigMismatch { tensor, detail } => {
-                assert!(tensor.starts_with("blocks.1") || tensor.starts_with("proj"), "{tensor}: {detail}")
+                assert!(
+                    tensor.starts_with("blocks.1") || tensor.starts_with("proj"),
+                    "{tensor}: {detail}"
+                )
             }
             other => panic!("expected ConfigMismatch, got {other}"),
         }
 
         // Missing files.
         std::fs::remove_file(dir.path().join(WEIGHTS_FILE)).unwrap();
-        assert!(matches!(Encoder::load(dir.path()), Err(Error::MissingFile { .. })));
+        assert!(matches!(
+            Encoder::load(dir.path()),
+            Err(Error::MissingFile { .. })
+        ));
         let empty = tempfile::tempdir().unwrap();
-        assert!(matches!(Encoder::load(empty.path()), Err(Error::MissingFile { .. })));
+        assert!(matches!(
+            Encoder::load(empty.path()),
+            Err(Error::MissingFile { .. })
+        ));
         std::fs::write(empty.path().join(HEADER_FILE), b"{not json").unwrap();
         assert!(matches!(Encoder::load(empty.path()), Err(Error::Json { .. })));
     }

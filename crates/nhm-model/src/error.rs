@@ -124,10 +124,16 @@ pub enum Error {
 impl Error {
     /// Wraps an i/o error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
-        Error::InvalidConfig { name, reason: reason.into() }
+        Error::InvalidConfig {
+            name,
+            reason: reason.into(),
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! checkpoints after each epoch so that a run can be resumed with the same result.
 #![deny(missing_docs)]
 
+mod bench;
 mod config;
 mod encoder;
 mod error;
@@ -14,6 +15,7 @@ mod loss;
 mod net;
 mod train;
 
+pub use bench::{benchmark, Throughput};
 pub use config::{EncoderConfig, LossKind, TrainConfig, ENCODER_BASE_TOML, ENCODER_SMALL_TOML};
 pub use encoder::{compute_device, CheckpointMeta, Encoder, EMBED_BATCH, HEADER_FILE, WEIGHTS_FILE};
 pub use error::{Error, Result};

@@ -63,12 +63,18 @@ pub(crate) fn supcon(emb: Tensor<2>, labels: &[u32], temperature: f32) -> Tensor
     let (pos, _, _, _) = pair_masks(labels, false, &device);
     let sim = emb.clone().matmul(emb.transpose()).div_scalar(temperature);
     // Push self-similarity out of the softmax.
-    let eye: Vec<f32> = (0..n * n).map(|k| if k / n == k % n { -1e4 } else { 0.0 }).collect();
+    let eye: Vec<f32> = (0..n * n)
+        .map(|k| if k / n == k % n { -1e4 } else { 0.0 })
+        .collect();
     let sim = sim + Tensor::<2>::from_data(TensorData::new(eye, [n, n]), &device);
     let log_prob = log_softmax(sim, 1);
     let per_anchor_pos: Vec<f32> = (0..n)
         .map(|i| {
-            let c = labels.iter().enumerate().filter(|&(j, &l)| j != i && l == labels[i]).count();
+            let c = labels
+                .iter()
+                .enumerate()
+                .filter(|&(j, &l)| j != i && l == labels[i])
+                .count();
             if c == 0 {
                 0.0
             } else {
@@ -85,13 +91,25 @@ pub(crate) fn supcon(emb: Tensor<2>, labels: &[u32], temperature: f32) -> Tensor
 /// L2-normalised class weights, with the true class's angle increased by `m`; softmax
 /// cross-entropy. Where `θ + m` would pass π the usual linear fallback `cos θ − m·sin m` keeps
 /// the logit monotonic.
-pub(crate) fn arcface(emb: Tensor<2>, weights: Tensor<2>, classes: &[u32], scale: f32, margin: f32) -> Tensor<1> {
+pub(crate) fn arcface(
+    emb: Tensor<2>,
+    weights: Tensor<2>,
+    classes: &[u32],
+    scale: f32,
+    margin: f32,
+) -> Tensor<1> {
     let device = emb.device();
     let [n, _] = emb.dims();
     let [c, _] = weights.dims();
     let w = l2_normalize(weights);
     let cos = emb.matmul(w.transpose()).clamp(-1.0 + 1e-6, 1.0 - 1e-6);
-    let sin = cos.clone().powf_scalar(2.0).neg().add_scalar(1.0).clamp_min(1e-9).sqrt();
+    let sin = cos
+        .clone()
+        .powf_scalar(2.0)
+        .neg()
+        .add_scalar(1.0)
+        .clamp_min(1e-9)
+        .sqrt();
     let (cm, sm) = (margin.cos(), margin.sin());
     let phi = cos.clone().mul_scalar(cm) - sin.mul_scalar(sm);
     let threshold = (std::f32::consts::PI - margin).cos();

@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use burn::module::{Module, Param};
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
@@ -17,6 +17,15 @@ use crate::EncoderConfig;
 /// this lock from seeding to the end of initialisation so that two models built at once on
 /// different threads (tests, a server) cannot interleave their draws.
 static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// Touches every float parameter so that its lazy initialiser runs now.
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
 
 /// One 3×3 conv (no bias: BatchNorm follows) → BatchNorm → ReLU.
 #[derive(Module, Debug)]
@@ -65,13 +74,16 @@ impl EncoderNet {
             }
         }
         let g = cfg.pool_grid;
-        EncoderNet {
+        let net = EncoderNet {
             blocks,
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
             head_pool: AdaptiveAvgPool2dConfig::new([g, g]).init(),
             proj: LinearConfig::new(cin * g * g, cfg.embedding_dim).init(device),
             convs_per_stage: cfg.convs_per_stage,
-        }
+        };
+        // burn initialises parameters lazily, on first use: draw them now, under the lock.
+        net.visit(&mut Materialize);
+        net
     }
 
     /// `[batch, 1, s, s]` images → `[batch, d]` unit-norm embeddings.

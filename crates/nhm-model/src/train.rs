@@ -13,6 +13,7 @@ use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, OptimizerRecord};
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Tensor, TensorData};
+use nhm_data::augment::{augment, AugmentConfig};
 use nhm_data::{Dataset, GrayImage};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -162,28 +163,38 @@ fn train_until(
     let device = compute_device().autodiff();
     let classes = matches!(cfg.loss, LossKind::ArcFace { .. }).then_some(train.n_subjects());
     let mut net = TrainNet::new(enc, classes, cfg.seed, &device);
-    let mut optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(cfg.weight_decay as f32).init();
+    let mut optim: ModuleOptimizer = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay as f32)
+        .init();
 
     let mut history = Vec::new();
     let mut best: Option<EncoderNet> = None;
-    let (mut best_epoch, mut best_eer, mut bad_epochs, mut start_epoch) = (0usize, f64::INFINITY, 0usize, 1usize);
+    let (mut best_epoch, mut best_eer, mut bad_epochs, mut start_epoch) =
+        (0usize, f64::INFINITY, 0usize, 1usize);
     if let Some(dir) = resume {
         let state = read_state(dir)?;
         check_resume(dir, &state, enc, cfg, &fingerprint)?;
         let mut store = BurnpackStore::from_file(dir.join(MODEL_FILE)).auto_extension(false);
-        let applied = net
-            .load_from(&mut store)
-            .map_err(|e| Error::Weights { path: dir.join(MODEL_FILE), reason: e.to_string() })?;
+        let applied = net.load_from(&mut store).map_err(|e| Error::Weights {
+            path: dir.join(MODEL_FILE),
+            reason: e.to_string(),
+        })?;
         check_apply(&applied)?;
-        let record = OptimizerRecord::load(dir.join(OPTIM_FILE))
-            .map_err(|e| Error::Weights { path: dir.join(OPTIM_FILE), reason: e.to_string() })?;
+        let record = OptimizerRecord::load(dir.join(OPTIM_FILE)).map_err(|e| Error::Weights {
+            path: dir.join(OPTIM_FILE),
+            reason: e.to_string(),
+        })?;
         optim = optim.load_record(record);
         let mut best_net = EncoderNet::new(enc, cfg.seed, &compute_device());
         load_safetensors(&mut best_net, &dir.join(BEST_FILE))?;
         best = Some(best_net);
         history = state.history;
         best_epoch = state.best_epoch;
-        best_eer = if state.best_eer.is_nan() { f64::INFINITY } else { state.best_eer };
+        best_eer = if state.best_eer.is_nan() {
+            f64::INFINITY
+        } else {
+            state.best_eer
+        };
         bad_epochs = state.bad_epochs;
         start_epoch = state.epoch + 1;
         tracing::info!(epoch = state.epoch, "resuming from {}", dir.display());
@@ -192,8 +203,15 @@ fn train_until(
         }
     }
 
-    let cache: Option<Vec<Vec<f32>>> =
-        (!cfg.augment || !AUGMENT_AVAILABLE).then(|| train.samples.iter().map(|s| nhm_data::preprocess::to_f32(&s.image)).collect());
+    // Without augmentation every step reads the same standardised pixels: compute them once.
+    let cache: Option<Vec<Vec<f32>>> = (!cfg.augment).then(|| {
+        train
+            .samples
+            .iter()
+            .map(|s| nhm_data::preprocess::to_f32(&s.image))
+            .collect()
+    });
+    let aug = AugmentConfig::default();
     let s = enc.input_size;
     let mut epoch = start_epoch;
     while epoch <= cfg.epochs {
@@ -204,23 +222,45 @@ fn train_until(
             let (idx, labels) = sampler.batch(p, k, &mut rng);
             let pixels: Vec<f32> = match &cache {
                 Some(c) => idx.iter().flat_map(|&i| c[i].iter().copied()).collect(),
-                None => idx.iter().flat_map(|&i| augmented(&train.samples[i].image, &mut rng)).collect(),
+                None => idx
+                    .iter()
+                    .flat_map(|&i| augmented(&train.samples[i].image, &aug, &mut rng))
+                    .collect(),
             };
             let t = Instant::now();
-            lr = lr_at(cfg, (epoch - 1) * steps_per_epoch + step, total_steps, steps_per_epoch);
+            lr = lr_at(
+                cfg,
+                (epoch - 1) * steps_per_epoch + step,
+                total_steps,
+                steps_per_epoch,
+            );
             let x = Tensor::<4>::from_data(TensorData::new(pixels, [idx.len(), 1, s, s]), &device);
             let emb = net.enc.forward(x);
-            let loss = batch_loss(&cfg.loss, emb, &labels, net.class_weights.as_ref().map(|w| w.val()));
+            let loss = batch_loss(
+                &cfg.loss,
+                emb,
+                &labels,
+                net.class_weights.as_ref().map(|w| w.val()),
+            );
             let value: f32 = loss.clone().into_scalar();
             if !value.is_finite() {
-                return Err(Error::Diverged { epoch, step, loss: value });
+                return Err(Error::Diverged {
+                    epoch,
+                    step,
+                    loss: value,
+                });
             }
             let grads = loss.backward();
             let grads = GradientsParams::from_grads(grads, &net);
             net = optim.step(lr, net, grads);
             train_secs += t.elapsed().as_secs_f64();
             loss_sum += value as f64;
-            on_event(&TrainEvent::Step { epoch, step, steps_per_epoch, loss: value });
+            on_event(&TrainEvent::Step {
+                epoch,
+                step,
+                steps_per_epoch,
+                loss: value,
+            });
         }
 
         let current = net.enc.valid();
@@ -287,7 +327,11 @@ fn train_until(
         Some(b) => b,
         None => net.enc.valid(),
     };
-    Ok(TrainOutcome { encoder: Encoder::from_net(enc.clone(), best), history, best_epoch })
+    Ok(TrainOutcome {
+        encoder: Encoder::from_net(enc.clone(), best),
+        history,
+        best_epoch,
+    })
 }
 
 /// The seed of one epoch's generator, from the run's seed and the epoch number.
@@ -310,7 +354,11 @@ fn describe(train: &Dataset, val: &Dataset) -> String {
     format!(
         "{:?}{} train: {} subjects / {} samples; val: {} subjects / {} samples",
         train.layout,
-        train.root.as_ref().map(|r| format!(" {}", r.display())).unwrap_or_default(),
+        train
+            .root
+            .as_ref()
+            .map(|r| format!(" {}", r.display()))
+            .unwrap_or_default(),
         train.n_subjects(),
         train.samples.len(),
         val.n_subjects(),
@@ -318,12 +366,9 @@ fn describe(train: &Dataset, val: &Dataset) -> String {
     )
 }
 
-/// Whether `nhm_data::augment` is wired in (it is applied when `TrainConfig::augment` is set).
-const AUGMENT_AVAILABLE: bool = false;
-
-/// One augmented, standardised training image.
-fn augmented(img: &GrayImage, _rng: &mut ChaCha8Rng) -> Vec<f32> {
-    nhm_data::preprocess::to_f32(img)
+/// One augmented (`nhm_data::augment`, default strengths), standardised training image.
+fn augmented(img: &GrayImage, aug: &AugmentConfig, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    nhm_data::preprocess::to_f32(&augment(img, aug, rng))
 }
 
 /// Draws P×K batches: P distinct subjects, K samples each (without repetition when the subject
@@ -430,8 +475,16 @@ impl Validator {
                 }
             }
         }
-        let pixels = val.samples.iter().map(|s| nhm_data::preprocess::to_f32(&s.image)).collect();
-        Ok(Some(Validator { pixels, genuine, impostor }))
+        let pixels = val
+            .samples
+            .iter()
+            .map(|s| nhm_data::preprocess::to_f32(&s.image))
+            .collect();
+        Ok(Some(Validator {
+            pixels,
+            genuine,
+            impostor,
+        }))
     }
 
     fn eer(&self, enc: &Encoder) -> Result<f64> {
@@ -440,7 +493,11 @@ impl Validator {
             emb.extend(enc.embed_pixels(chunk.concat(), chunk.len())?);
         }
         let cos = |&(i, j): &(usize, usize)| -> f64 {
-            emb[i].iter().zip(&emb[j]).map(|(a, b)| (a * b) as f64).sum::<f64>()
+            emb[i]
+                .iter()
+                .zip(&emb[j])
+                .map(|(a, b)| (a * b) as f64)
+                .sum::<f64>()
         };
         let genuine = self.genuine.iter().map(cos).collect();
         let impostor = self.impostor.iter().map(cos).collect();
@@ -453,7 +510,10 @@ fn read_state(dir: &Path) -> Result<ResumeState> {
     let bytes = read_file(&path)?;
     let state: ResumeState = serde_json::from_slice(&bytes).map_err(|source| Error::Json { path, source })?;
     if state.format != STATE_FORMAT {
-        return Err(Error::Resume { path: dir.into(), reason: format!("unknown format {:?}", state.format) });
+        return Err(Error::Resume {
+            path: dir.into(),
+            reason: format!("unknown format {:?}", state.format),
+        });
     }
     Ok(state)
 }
@@ -467,16 +527,34 @@ fn check_resume(
     cfg: &TrainConfig,
     data: &DataFingerprint,
 ) -> Result<()> {
-    let fail = |reason: String| Err(Error::Resume { path: dir.into(), reason });
+    let fail = |reason: String| {
+        Err(Error::Resume {
+            path: dir.into(),
+            reason,
+        })
+    };
     if &state.encoder != enc {
-        return fail(format!("encoder configuration differs: checkpoint has {:?}", state.encoder));
+        return fail(format!(
+            "encoder configuration differs: checkpoint has {:?}",
+            state.encoder
+        ));
     }
-    let comparable = TrainConfig { epochs: cfg.epochs, patience: cfg.patience, ..state.train.clone() };
+    let comparable = TrainConfig {
+        epochs: cfg.epochs,
+        patience: cfg.patience,
+        ..state.train.clone()
+    };
     if &comparable != cfg {
-        return fail(format!("training configuration differs: checkpoint has {:?}", state.train));
+        return fail(format!(
+            "training configuration differs: checkpoint has {:?}",
+            state.train
+        ));
     }
     if &state.data != data {
-        return fail(format!("data differs: checkpoint was trained on {:?}, now {:?}", state.data, data));
+        return fail(format!(
+            "data differs: checkpoint was trained on {:?}, now {:?}",
+            state.data, data
+        ));
     }
     Ok(())
 }
@@ -499,18 +577,34 @@ fn write_last(
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let model = tmp.join(MODEL_FILE);
-    let mut store = BurnpackStore::from_file(&model).auto_extension(false).overwrite(true);
-    net.save_into(&mut store).map_err(|e| Error::Weights { path: model.clone(), reason: e.to_string() })?;
+    let mut store = BurnpackStore::from_file(&model)
+        .auto_extension(false)
+        .overwrite(true);
+    net.save_into(&mut store).map_err(|e| Error::Weights {
+        path: model.clone(),
+        reason: e.to_string(),
+    })?;
     let opt = tmp.join(OPTIM_FILE);
-    optim.to_record().save(&opt).map_err(|e| Error::Weights { path: opt.clone(), reason: e.to_string() })?;
+    optim.to_record().save(&opt).map_err(|e| Error::Weights {
+        path: opt.clone(),
+        reason: e.to_string(),
+    })?;
     let best_path = tmp.join(BEST_FILE);
     let mut st = burn::store::SafetensorsStore::from_bytes(None);
-    best.save_into(&mut st).map_err(|e| Error::Weights { path: best_path.clone(), reason: e.to_string() })?;
-    let bytes = st.get_bytes().map_err(|e| Error::Weights { path: best_path.clone(), reason: e.to_string() })?;
+    best.save_into(&mut st).map_err(|e| Error::Weights {
+        path: best_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let bytes = st.get_bytes().map_err(|e| Error::Weights {
+        path: best_path.clone(),
+        reason: e.to_string(),
+    })?;
     write_atomic(&best_path, &bytes)?;
     let state_path = tmp.join(STATE_FILE);
-    let json =
-        serde_json::to_vec_pretty(state).map_err(|source| Error::Json { path: state_path.clone(), source })?;
+    let json = serde_json::to_vec_pretty(state).map_err(|source| Error::Json {
+        path: state_path.clone(),
+        source,
+    })?;
     write_atomic(&state_path, &json)?;
     if last.exists() {
         std::fs::rename(&last, &old).map_err(|e| Error::io(&last, e))?;
@@ -577,7 +671,13 @@ mod tests {
     }
 
     fn tiny() -> EncoderConfig {
-        EncoderConfig { input_size: 32, channels: vec![4, 8], embedding_dim: 16, convs_per_stage: 1, pool_grid: 2 }
+        EncoderConfig {
+            input_size: 32,
+            channels: vec![4, 8],
+            embedding_dim: 16,
+            convs_per_stage: 1,
+            pool_grid: 2,
+        }
     }
 
     fn quick(loss: LossKind, epochs: usize) -> TrainConfig {
@@ -606,7 +706,11 @@ mod tests {
         let empty = blobs(0, 0, 32, 2);
         for loss in ["contrastive", "arcface", "supcon"] {
             let kind: LossKind = loss.parse().unwrap();
-            let cfg = TrainConfig { subjects_per_batch: 6, samples_per_subject: 4, ..quick(kind, 1) };
+            let cfg = TrainConfig {
+                subjects_per_batch: 6,
+                samples_per_subject: 4,
+                ..quick(kind, 1)
+            };
             // One epoch = one step here (24 samples / (6×4)); train 30 single-step epochs.
             let cfg = TrainConfig { epochs: 30, ..cfg };
             let mut losses = Vec::new();
@@ -620,7 +724,10 @@ mod tests {
             let floor = if loss == "supcon" { 3f32.ln() } else { 0.0 };
             let first: f32 = losses[..5].iter().sum::<f32>() / 5.0 - floor;
             let last: f32 = losses[losses.len() - 5..].iter().sum::<f32>() / 5.0 - floor;
-            assert!(last < 0.5 * first, "{loss}: loss above its floor went {first} -> {last}");
+            assert!(
+                last < 0.5 * first,
+                "{loss}: loss above its floor went {first} -> {last}"
+            );
         }
     }
 
@@ -628,10 +735,24 @@ mod tests {
     fn same_seed_same_weights_and_resume_equals_straight_run() {
         let train_set = blobs(6, 4, 32, 1);
         let val_set = blobs(3, 3, 32, 9);
-        let cfg = TrainConfig { patience: 5, ..quick(LossKind::SupCon { temperature: 0.2 }, 2) };
+        // Augmentation on: its randomness must be reproduced on resume too.
+        let cfg = TrainConfig {
+            patience: 5,
+            augment: true,
+            ..quick(LossKind::SupCon { temperature: 0.2 }, 2)
+        };
         let enc = tiny();
         let straight_dir = tempfile::tempdir().unwrap();
-        let a = train(&train_set, &val_set, &enc, &cfg, Some(straight_dir.path()), None, &mut |_| {}).unwrap();
+        let a = train(
+            &train_set,
+            &val_set,
+            &enc,
+            &cfg,
+            Some(straight_dir.path()),
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
         let b = train(&train_set, &val_set, &enc, &cfg, None, None, &mut |_| {}).unwrap();
         let (ea, eb) = (embeddings(&a, &val_set), embeddings(&b, &val_set));
         assert_eq!(ea, eb, "same seed must give the same weights");
@@ -644,13 +765,31 @@ mod tests {
         // Interrupted after epoch 1, then resumed.
         let dir = tempfile::tempdir().unwrap();
         let mut events = Vec::new();
-        train_until(&train_set, &val_set, &enc, &cfg, Some(dir.path()), None, Some(1), &mut |e| {
-            events.push(e.clone())
-        })
+        train_until(
+            &train_set,
+            &val_set,
+            &enc,
+            &cfg,
+            Some(dir.path()),
+            None,
+            Some(1),
+            &mut |e| events.push(e.clone()),
+        )
         .unwrap();
-        assert!(events.iter().any(|e| matches!(e, TrainEvent::Checkpoint(p) if p.ends_with(LAST_DIR))));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, TrainEvent::Checkpoint(p) if p.ends_with(LAST_DIR))));
         let last = dir.path().join(LAST_DIR);
-        let r = train(&train_set, &val_set, &enc, &cfg, Some(dir.path()), Some(&last), &mut |_| {}).unwrap();
+        let r = train(
+            &train_set,
+            &val_set,
+            &enc,
+            &cfg,
+            Some(dir.path()),
+            Some(&last),
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(r.best_epoch, a.best_epoch);
         assert_eq!(r.history.len(), 2);
         let er = embeddings(&r, &val_set);
@@ -662,12 +801,26 @@ mod tests {
         }
 
         // A different seed gives different weights.
-        let c = train(&train_set, &val_set, &enc, &TrainConfig { seed: 8, ..cfg.clone() }, None, None, &mut |_| {})
-            .unwrap();
+        let c = train(
+            &train_set,
+            &val_set,
+            &enc,
+            &TrainConfig {
+                seed: 8,
+                ..cfg.clone()
+            },
+            None,
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
         assert_ne!(embeddings(&c, &val_set), ea);
 
         // Resuming with other settings is refused.
-        let other = TrainConfig { learning_rate: 1e-2, ..cfg };
+        let other = TrainConfig {
+            learning_rate: 1e-2,
+            ..cfg
+        };
         let err = train(&train_set, &val_set, &enc, &other, None, Some(&last), &mut |_| {}).unwrap_err();
         assert!(matches!(err, Error::Resume { .. }), "{err}");
     }
@@ -683,13 +836,26 @@ mod tests {
         let err = train(&wrong, &empty, &tiny(), &cfg, None, None, &mut |_| {}).unwrap_err();
         assert!(matches!(err, Error::InputSize { expected: 32, .. }), "{err}");
         let missing = std::path::Path::new("/nonexistent/last");
-        let err = train(&blobs(3, 2, 32, 1), &empty, &tiny(), &cfg, None, Some(missing), &mut |_| {}).unwrap_err();
+        let err = train(
+            &blobs(3, 2, 32, 1),
+            &empty,
+            &tiny(),
+            &cfg,
+            None,
+            Some(missing),
+            &mut |_| {},
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::MissingFile { .. }), "{err}");
     }
 
     #[test]
     fn lr_schedule_warms_up_then_decays() {
-        let cfg = TrainConfig { learning_rate: 1.0, warmup_epochs: 1.0, ..Default::default() };
+        let cfg = TrainConfig {
+            learning_rate: 1.0,
+            warmup_epochs: 1.0,
+            ..Default::default()
+        };
         let lrs: Vec<f64> = (0..40).map(|s| lr_at(&cfg, s, 40, 10)).collect();
         assert!((lrs[0] - 0.1).abs() < 1e-12);
         assert!((lrs[9] - 1.0).abs() < 1e-12);

@@ -49,7 +49,12 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(ApiError::Unauthorized)?;
-        state.inner.tokens.authenticate(token.trim()).map(Caller).ok_or(ApiError::Unauthorized)
+        state
+            .inner
+            .tokens
+            .authenticate(token.trim())
+            .map(Caller)
+            .ok_or(ApiError::Unauthorized)
     }
 }
 
@@ -58,7 +63,10 @@ impl Caller {
         if self.0.role.allows(role) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("token {:?} lacks the {role:?} role", self.0.name)))
+            Err(ApiError::Forbidden(format!(
+                "token {:?} lacks the {role:?} role",
+                self.0.name
+            )))
         }
     }
 }
@@ -100,7 +108,13 @@ pub struct SubjectResponse {
 
 impl From<SubjectInfo> for SubjectResponse {
     fn from(i: SubjectInfo) -> Self {
-        SubjectResponse { id: i.id, templates: i.templates, created: i.created, updated: i.updated, hashmaps: None }
+        SubjectResponse {
+            id: i.id,
+            templates: i.templates,
+            created: i.created,
+            updated: i.updated,
+            hashmaps: None,
+        }
     }
 }
 
@@ -237,13 +251,17 @@ pub struct Health {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn check_subject_id(id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.len() <= 128
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@'));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@'));
     if ok {
         Ok(())
     } else {
@@ -276,9 +294,13 @@ fn prepare_templates(state: &AppState, list: &[String]) -> Result<Vec<Hashmap>, 
     }
     let max = state.config().max_templates_per_subject;
     if list.len() > max {
-        return Err(ApiError::BadRequest(format!("at most {max} templates per subject")));
+        return Err(ApiError::BadRequest(format!(
+            "at most {max} templates per subject"
+        )));
     }
-    list.iter().map(|b| Ok(state.pepper(decode_template(state, b)?)?)).collect()
+    list.iter()
+        .map(|b| Ok(state.pepper(decode_template(state, b)?)?))
+        .collect()
 }
 
 fn threshold(state: &AppState) -> Result<Threshold, ApiError> {
@@ -294,15 +316,25 @@ async fn write_subject(
     let inner = &state.inner;
     let _w = inner.write_lock.lock().await;
     if mode == WriteMode::Append {
-        let have = inner.store.get_subject(id).await?.map_or(0, |s| s.templates.len());
+        let have = inner
+            .store
+            .get_subject(id)
+            .await?
+            .map_or(0, |s| s.templates.len());
         let max = state.config().max_templates_per_subject;
         if have + templates.len() > max {
-            return Err(ApiError::Conflict(format!("subject would exceed {max} templates")));
+            return Err(ApiError::Conflict(format!(
+                "subject would exceed {max} templates"
+            )));
         }
     }
     // Durable first, then visible: the store write returns after its commit.
     let rec = inner.store.put_templates(id, templates, mode, now_secs()).await?;
-    inner.index.write().unwrap_or_else(|p| p.into_inner()).set(id, &rec.templates)?;
+    inner
+        .index
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .set(id, &rec.templates)?;
     inner.lockouts.forget(id);
     Ok(rec.info)
 }
@@ -348,7 +380,11 @@ pub async fn replace_templates(
     caller.require(Role::Enrol)?;
     check_subject_id(&id)?;
     let templates = prepare_templates(&state, &req.templates)?;
-    Ok(Json(write_subject(&state, &id, templates, WriteMode::Replace).await?.into()))
+    Ok(Json(
+        write_subject(&state, &id, templates, WriteMode::Replace)
+            .await?
+            .into(),
+    ))
 }
 
 /// Revoke a subject: delete all its templates.
@@ -395,8 +431,13 @@ pub async fn get_subject(
         .get_subject(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("subject {id:?} is not enrolled")))?;
-    let hashmaps = q.include_templates.then(|| rec.templates.iter().map(Hashmap::to_base64).collect());
-    Ok(Json(SubjectResponse { hashmaps, ..rec.info.into() }))
+    let hashmaps = q
+        .include_templates
+        .then(|| rec.templates.iter().map(Hashmap::to_base64).collect());
+    Ok(Json(SubjectResponse {
+        hashmaps,
+        ..rec.info.into()
+    }))
 }
 
 /// List subjects, paged by id.
@@ -413,8 +454,15 @@ pub async fn list_subjects(
         return Err(ApiError::BadRequest("limit must be in 1..=1000".into()));
     }
     let page = state.inner.store.list_subjects(q.after.as_deref(), limit).await?;
-    let next = if page.len() == limit { page.last().map(|s| s.id.clone()) } else { None };
-    Ok(Json(ListResponse { subjects: page.into_iter().map(Into::into).collect(), next }))
+    let next = if page.len() == limit {
+        page.last().map(|s| s.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(ListResponse {
+        subjects: page.into_iter().map(Into::into).collect(),
+        next,
+    }))
 }
 
 /// 1:1 verification of a probe against a subject.
@@ -436,12 +484,24 @@ pub async fn verify_probe(
     let probe = state.pepper(decode_template(&state, &req.template)?)?;
     let thr = threshold(&state)?;
     let inner = &state.inner;
-    if !inner.index.read().unwrap_or_else(|p| p.into_inner()).contains(&id) {
+    if !inner
+        .index
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&id)
+    {
         return Err(ApiError::NotFound(format!("subject {id:?} is not enrolled")));
     }
-    let attempt = inner.lockouts.begin(&id, Instant::now()).map_err(ApiError::TooManyAttempts)?;
+    let attempt = inner
+        .lockouts
+        .begin(&id, Instant::now())
+        .map_err(ApiError::TooManyAttempts)?;
     let fusion = inner.config.fusion.into();
-    let score = inner.index.read().unwrap_or_else(|p| p.into_inner()).verify(&id, &probe, fusion);
+    let score = inner
+        .index
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .verify(&id, &probe, fusion);
     let score = match score {
         Ok(Some(s)) => s,
         Ok(None) => {
@@ -480,12 +540,19 @@ pub async fn identify_probe(
     let thr = threshold(&state)?;
     let inner = &state.inner;
     let fusion = inner.config.fusion.into();
-    let found = inner.index.read().unwrap_or_else(|p| p.into_inner()).identify(&probe, req.k, fusion)?;
+    let found = inner
+        .index
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .identify(&probe, req.k, fusion)?;
     let return_scores = inner.config.return_scores;
     let candidates = found
         .into_iter()
         .filter(|c| thr.accepts(c.score))
-        .map(|c| CandidateResponse { subject: c.subject, score: return_scores.then_some(c.score) })
+        .map(|c| CandidateResponse {
+            subject: c.subject,
+            score: return_scores.then_some(c.score),
+        })
         .collect();
     Ok(Json(IdentifyResponse { candidates }))
 }
@@ -502,20 +569,26 @@ pub async fn relay_negatives(
     caller.require(Role::Enrol)?;
     let cfg = state.config();
     if !cfg.relay_enabled {
-        return Err(ApiError::NotFound("the negatives relay is disabled on this server".into()));
+        return Err(ApiError::NotFound(
+            "the negatives relay is disabled on this server".into(),
+        ));
     }
     if q.n == 0 || q.n > cfg.relay_max_n {
-        return Err(ApiError::BadRequest(format!("n must be in 1..={}", cfg.relay_max_n)));
+        return Err(ApiError::BadRequest(format!(
+            "n must be in 1..={}",
+            cfg.relay_max_n
+        )));
     }
     let mut rng = match q.seed {
         Some(s) => rand_chacha::ChaCha8Rng::seed_from_u64(s),
         None => rand_chacha::ChaCha8Rng::from_entropy(),
     };
-    let ids = state.inner.index.read().unwrap_or_else(|p| p.into_inner()).sample_subjects(
-        &mut rng,
-        q.n,
-        q.exclude.as_deref(),
-    );
+    let ids = state
+        .inner
+        .index
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .sample_subjects(&mut rng, q.n, q.exclude.as_deref());
     let mut hashmaps = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(rec) = state.inner.store.get_subject(&id).await? {
@@ -530,7 +603,10 @@ pub async fn relay_negatives(
 /// The decision threshold in force.
 #[utoipa::path(get, path = "/v1/admin/threshold", tag = "admin",
     responses((status = 200, body = ThresholdBody), (status = 503, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn get_threshold(State(state): State<AppState>, caller: Caller) -> Result<Json<ThresholdBody>, ApiError> {
+pub async fn get_threshold(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<ThresholdBody>, ApiError> {
     caller.require(Role::Admin)?;
     Ok(Json(threshold(&state)?.into()))
 }
@@ -546,7 +622,9 @@ pub async fn put_threshold(
     caller.require(Role::Admin)?;
     let sane = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
     if !body.score.is_finite() || !sane(body.target_fmr) || !sane(body.measured_fmr) {
-        return Err(ApiError::BadRequest("score must be finite; FMRs must be in [0, 1]".into()));
+        return Err(ApiError::BadRequest(
+            "score must be finite; FMRs must be in [0, 1]".into(),
+        ));
     }
     let t = Threshold {
         score: body.score,
@@ -563,7 +641,10 @@ pub async fn put_threshold(
 /// Liveness and gallery size; needs no token.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
 pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok".into(), subjects: state.subjects() })
+    Json(Health {
+        status: "ok".into(),
+        subjects: state.subjects(),
+    })
 }
 
 /// Prometheus metrics (admin token, unless `metrics_public`).
@@ -619,9 +700,16 @@ pub struct ApiDoc;
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().as_str().to_owned();
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
     let resp = next.run(req).await;
-    state.inner.metrics.observe(&method, &route, resp.status().as_u16(), start.elapsed());
+    state
+        .inner
+        .metrics
+        .observe(&method, &route, resp.status().as_u16(), start.elapsed());
     resp
 }
 
@@ -645,7 +733,10 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/subjects", get(list_subjects))
         .route("/v1/subjects/{id}", get(get_subject).delete(delete_subject))
-        .route("/v1/subjects/{id}/templates", post(enrol_subject).put(replace_templates))
+        .route(
+            "/v1/subjects/{id}/templates",
+            post(enrol_subject).put(replace_templates),
+        )
         .route("/v1/subjects/{id}/verify", post(verify_probe))
         .route("/v1/identify", post(identify_probe))
         .route("/v1/relay/negatives", get(relay_negatives))
@@ -656,7 +747,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(cfg.body_limit_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
         .layer(middleware::from_fn(timeout_body))
         .with_state(state)
 }

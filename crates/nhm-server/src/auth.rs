@@ -49,7 +49,9 @@ impl std::str::FromStr for Role {
             "enrol" | "enroll" => Ok(Role::Enrol),
             "verify" => Ok(Role::Verify),
             "admin" => Ok(Role::Admin),
-            other => Err(Error::Config(format!("unknown role {other:?} (enrol, verify, admin)"))),
+            other => Err(Error::Config(format!(
+                "unknown role {other:?} (enrol, verify, admin)"
+            ))),
         }
     }
 }
@@ -107,7 +109,13 @@ impl Tokens {
     pub fn from_file(file: &TokensFile) -> Result<Tokens> {
         let mut entries = Vec::with_capacity(file.token.len());
         for e in &file.token {
-            entries.push((Principal { name: e.name.clone(), role: e.role }, parse_hash(&e.hash)?));
+            entries.push((
+                Principal {
+                    name: e.name.clone(),
+                    role: e.role,
+                },
+                parse_hash(&e.hash)?,
+            ));
         }
         Ok(Tokens { entries })
     }
@@ -121,7 +129,15 @@ impl Tokens {
     pub fn from_plain(list: &[(&str, Role, &str)]) -> Tokens {
         let entries = list
             .iter()
-            .map(|(name, role, tok)| (Principal { name: (*name).to_owned(), role: *role }, hash_token(tok)))
+            .map(|(name, role, tok)| {
+                (
+                    Principal {
+                        name: (*name).to_owned(),
+                        role: *role,
+                    },
+                    hash_token(tok),
+                )
+            })
             .collect();
         Tokens { entries }
     }
@@ -150,26 +166,49 @@ impl Tokens {
 }
 
 fn read_tokens_file(path: &Path) -> Result<TokensFile> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
 /// Makes a new token (32 bytes from the OS random source, `nhm_` + base64url), appends its hash
 /// to the tokens file (created if missing) and returns the token: the only time it is shown.
 pub fn new_token(path: &Path, name: &str, role: Role) -> Result<String> {
-    let mut file = if path.exists() { read_tokens_file(path)? } else { TokensFile::default() };
+    let mut file = if path.exists() {
+        read_tokens_file(path)?
+    } else {
+        TokensFile::default()
+    };
     if file.token.iter().any(|t| t.name == name) {
-        return Err(Error::Config(format!("a token named {name:?} already exists in {}", path.display())));
+        return Err(Error::Config(format!(
+            "a token named {name:?} already exists in {}",
+            path.display()
+        )));
     }
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let token = format!("nhm_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    let token = format!(
+        "nhm_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
     let hash = format!("blake3:{}", blake3::hash(token.as_bytes()).to_hex());
-    file.token.push(TokenEntry { name: name.to_owned(), role, hash });
+    file.token.push(TokenEntry {
+        name: name.to_owned(),
+        role,
+        hash,
+    });
     let text = toml::to_string(&file).map_err(|e| Error::Config(e.to_string()))?;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|source| Error::Io { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+    std::fs::write(&tmp, text).map_err(|source| Error::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(token)
 }
 
@@ -199,16 +238,27 @@ mod tests {
         assert_eq!(tokens.authenticate(&t1).unwrap().role, Role::Verify);
         assert_eq!(tokens.authenticate(&t2).unwrap().name, "b");
         assert!(tokens.authenticate("nhm_wrong").is_none());
-        assert!(new_token(&p, "a", Role::Enrol).is_err(), "duplicate names are refused");
+        assert!(
+            new_token(&p, "a", Role::Enrol).is_err(),
+            "duplicate names are refused"
+        );
     }
 
     #[test]
     fn bad_tokens_file_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("tokens.toml");
-        std::fs::write(&p, "[[token]]\nname = \"x\"\nrole = \"verify\"\nhash = \"sha1:00\"\n").unwrap();
+        std::fs::write(
+            &p,
+            "[[token]]\nname = \"x\"\nrole = \"verify\"\nhash = \"sha1:00\"\n",
+        )
+        .unwrap();
         assert!(matches!(Tokens::load(&p), Err(Error::Config(_))));
-        std::fs::write(&p, "[[token]]\nname = \"x\"\nrole = \"root\"\nhash = \"blake3:00\"\n").unwrap();
+        std::fs::write(
+            &p,
+            "[[token]]\nname = \"x\"\nrole = \"root\"\nhash = \"blake3:00\"\n",
+        )
+        .unwrap();
         assert!(matches!(Tokens::load(&p), Err(Error::Config(_))));
     }
 }

@@ -110,7 +110,10 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// Subject id of index `i` in a seeded gallery.
@@ -123,24 +126,42 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     match args.command {
         None => {
             let config = load_config(args.config.as_deref())?;
-            runtime()?.block_on(serve(config, &args.bind, &args.data)).context("serving")
+            runtime()?
+                .block_on(serve(config, &args.bind, &args.data))
+                .context("serving")
         }
         Some(ServeCommand::Token(TokenCommand::New { role, tokens, name })) => {
             let name = name.unwrap_or_else(|| {
-                format!("{role:?}-{}", std::time::SystemTime::now().elapsed().map_or(0, |d| d.as_nanos() % 100_000))
-                    .to_lowercase()
+                format!(
+                    "{role:?}-{}",
+                    std::time::SystemTime::now()
+                        .elapsed()
+                        .map_or(0, |d| d.as_nanos() % 100_000)
+                )
+                .to_lowercase()
             });
             let token = new_token(&tokens, &name, role)
                 .with_context(|| format!("adding a token to {}", tokens.display()))?;
-            eprintln!("token {name:?} ({role:?}) added to {}; it is shown only now:", tokens.display());
+            eprintln!(
+                "token {name:?} ({role:?}) added to {}; it is shown only now:",
+                tokens.display()
+            );
             println!("{token}");
             Ok(())
         }
         Some(ServeCommand::SynthTemplate { seed, index, dim }) => {
-            println!("{}", Hashmap::Binary(synthetic_binary(seed, index, dim)?).to_base64());
+            println!(
+                "{}",
+                Hashmap::Binary(synthetic_binary(seed, index, dim)?).to_base64()
+            );
             Ok(())
         }
-        Some(ServeCommand::SeedGallery { data, config, n, seed }) => {
+        Some(ServeCommand::SeedGallery {
+            data,
+            config,
+            n,
+            seed,
+        }) => {
             let config = load_config(config.as_deref())?;
             runtime()?.block_on(seed_gallery(&config, &data, n, seed))
         }
@@ -156,14 +177,20 @@ pub async fn seed_gallery(config: &Config, data: &std::path::Path, n: u64, seed:
     let tokens = crate::auth::Tokens::default();
     let key = load_pepper(config)?;
     crate::state::AppState::new(
-        Config { threshold: None, threshold_file: None, ..config.clone() },
+        Config {
+            threshold: None,
+            threshold_file: None,
+            ..config.clone()
+        },
         store.clone(),
         tokens,
         key.as_ref(),
     )
     .await
     .context("checking the store against the configuration")?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mut i = 0;
     while i < n {
         let end = (i + 10_000).min(n);
@@ -173,8 +200,16 @@ pub async fn seed_gallery(config: &Config, data: &std::path::Path, n: u64, seed:
             if let Some(p) = &pepper {
                 h = p.apply_hashmap(&h)?;
             }
-            let info = SubjectInfo { id: seeded_subject_id(j), templates: 1, created: now, updated: now };
-            batch.push(StoredSubject { info, templates: vec![h] });
+            let info = SubjectInfo {
+                id: seeded_subject_id(j),
+                templates: 1,
+                created: now,
+                updated: now,
+            };
+            batch.push(StoredSubject {
+                info,
+                templates: vec![h],
+            });
         }
         store.bulk_put(batch).await?;
         i = end;

@@ -146,8 +146,10 @@ impl Default for Config {
 impl Config {
     /// Reads a TOML configuration; relative paths in it become relative to its directory.
     pub fn load(path: &Path) -> Result<Config> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         let mut cfg: Config =
             toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -187,7 +189,9 @@ impl Config {
             ));
         }
         if self.threshold.is_some() && self.threshold_file.is_some() {
-            return Err(Error::Config("set either threshold or threshold_file, not both".into()));
+            return Err(Error::Config(
+                "set either threshold or threshold_file, not both".into(),
+            ));
         }
         Ok(())
     }
@@ -202,9 +206,13 @@ impl Config {
         if let Some(t) = &self.threshold {
             return Ok(Some(*t));
         }
-        let Some(path) = &self.threshold_file else { return Ok(None) };
-        let text =
-            std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let Some(path) = &self.threshold_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
         let parsed = serde_json::from_str::<Threshold>(&text)
             .map_err(|e| e.to_string())
             .or_else(|je| toml::from_str::<Threshold>(&text).map_err(|te| format!("JSON: {je}; TOML: {te}")))
@@ -230,7 +238,11 @@ mod tests {
     fn parses_file_and_resolves_paths() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        std::fs::write(&p, "tokens = \"t.toml\"\ndim = 128\nkind = \"dense\"\nreturn_scores = true\n").unwrap();
+        std::fs::write(
+            &p,
+            "tokens = \"t.toml\"\ndim = 128\nkind = \"dense\"\nreturn_scores = true\n",
+        )
+        .unwrap();
         let c = Config::load(&p).unwrap();
         assert_eq!(c.dim, 128);
         assert_eq!(c.kind, HashmapKind::Dense);
@@ -245,6 +257,9 @@ mod tests {
         assert!(matches!(Config::load(&p), Err(Error::Config(_))));
         std::fs::write(&p, "max_failed_attempts = 0\n").unwrap();
         assert!(matches!(Config::load(&p), Err(Error::Config(_))));
-        assert!(matches!(Config::load(&dir.path().join("missing.toml")), Err(Error::Io { .. })));
+        assert!(matches!(
+            Config::load(&dir.path().join("missing.toml")),
+            Err(Error::Io { .. })
+        ));
     }
 }

@@ -143,9 +143,9 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match e {
-            Error::SubjectExists(s) => {
-                ApiError::Conflict(format!("subject {s:?} is already enrolled; use mode \"append\" or \"replace\""))
-            }
+            Error::SubjectExists(s) => ApiError::Conflict(format!(
+                "subject {s:?} is already enrolled; use mode \"append\" or \"replace\""
+            )),
             Error::UnknownSubject(s) => ApiError::NotFound(format!("subject {s:?} is not enrolled")),
             other => ApiError::Internal(other),
         }
@@ -194,7 +194,12 @@ pub struct ErrorDetail {
 
 /// Builds an error response with the standard body (also used by middleware for 404/408).
 pub(crate) fn error_response(status: StatusCode, code: &str, message: String) -> Response {
-    let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message } };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message,
+        },
+    };
     (status, axum::Json(body)).into_response()
 }
 
@@ -211,7 +216,8 @@ impl IntoResponse for ApiError {
             }
         }
         if let ApiError::Unauthorized = &self {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }

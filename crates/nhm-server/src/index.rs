@@ -82,7 +82,9 @@ impl Index {
 
     /// Removes a subject; false when absent.
     pub fn remove(&mut self, subject: &str) -> bool {
-        let Some(p) = self.pos.remove(subject) else { return false };
+        let Some(p) = self.pos.remove(subject) else {
+            return false;
+        };
         self.ids.swap_remove(p);
         if let Some(moved) = self.ids.get(p) {
             self.pos.insert(moved.clone(), p);
@@ -106,7 +108,11 @@ impl Index {
                 Some(ts) => Ok(Some(fuse_dense(ts, d, fusion)?)),
                 None => Ok(None),
             },
-            _ => Err(nhm_template::Error::KindMismatch { expected: self.kind, found: probe.kind() }.into()),
+            _ => Err(nhm_template::Error::KindMismatch {
+                expected: self.kind,
+                found: probe.kind(),
+            }
+            .into()),
         }
     }
 
@@ -117,13 +123,24 @@ impl Index {
             (HashmapKind::Dense, Hashmap::Dense(d)) => {
                 let mut all = Vec::with_capacity(self.dense.len());
                 for (s, ts) in &self.dense {
-                    all.push(Candidate { subject: s.clone(), score: fuse_dense(ts, d, fusion)? });
+                    all.push(Candidate {
+                        subject: s.clone(),
+                        score: fuse_dense(ts, d, fusion)?,
+                    });
                 }
-                all.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.subject.cmp(&b.subject)));
+                all.sort_by(|a, b| {
+                    b.score
+                        .total_cmp(&a.score)
+                        .then_with(|| a.subject.cmp(&b.subject))
+                });
                 all.truncate(k);
                 Ok(all)
             }
-            _ => Err(nhm_template::Error::KindMismatch { expected: self.kind, found: probe.kind() }.into()),
+            _ => Err(nhm_template::Error::KindMismatch {
+                expected: self.kind,
+                found: probe.kind(),
+            }
+            .into()),
         }
     }
 

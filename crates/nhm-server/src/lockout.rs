@@ -37,7 +37,12 @@ pub struct Attempt {
 impl Lockouts {
     /// `max` consecutive failures, then locked for `duration`.
     pub fn new(max: u32, duration: Duration) -> Lockouts {
-        Lockouts { max: max.max(1), duration, table: Mutex::new(HashMap::new()), total: AtomicU64::new(0) }
+        Lockouts {
+            max: max.max(1),
+            duration,
+            table: Mutex::new(HashMap::new()),
+            total: AtomicU64::new(0),
+        }
     }
 
     /// Asks to try `subject` at time `now`: an [`Attempt`], or how long to wait.
@@ -56,13 +61,17 @@ impl Lockouts {
             return Err(Duration::from_secs(1));
         }
         e.in_flight += 1;
-        Ok(Attempt { subject: subject.to_owned() })
+        Ok(Attempt {
+            subject: subject.to_owned(),
+        })
     }
 
     /// Records the outcome of an attempt; returns true when it started a lockout.
     pub fn finish(&self, attempt: Attempt, success: bool, now: Instant) -> bool {
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(e) = t.get_mut(&attempt.subject) else { return false };
+        let Some(e) = t.get_mut(&attempt.subject) else {
+            return false;
+        };
         e.in_flight = e.in_flight.saturating_sub(1);
         if success {
             e.failures = 0;
@@ -82,7 +91,10 @@ impl Lockouts {
 
     /// Drops the state of a subject (on revocation or re-enrolment).
     pub fn forget(&self, subject: &str) {
-        self.table.lock().unwrap_or_else(|p| p.into_inner()).remove(subject);
+        self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(subject);
     }
 
     /// Lockouts started since the server started.
@@ -93,7 +105,9 @@ impl Lockouts {
     /// Subjects locked at `now`.
     pub fn locked_now(&self, now: Instant) -> usize {
         let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        t.values().filter(|e| e.locked_until.is_some_and(|u| u > now)).count()
+        t.values()
+            .filter(|e| e.locked_until.is_some_and(|u| u > now))
+            .count()
     }
 }
 

@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
 
 /// The server's counters.
 #[derive(Debug, Default)]
@@ -24,7 +26,8 @@ impl Metrics {
     pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         {
             let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-            *m.entry((method.to_owned(), route.to_owned(), status)).or_insert(0) += 1;
+            *m.entry((method.to_owned(), route.to_owned(), status))
+                .or_insert(0) += 1;
         }
         let secs = elapsed.as_secs_f64();
         for (i, b) in BUCKETS.iter().enumerate() {
@@ -34,7 +37,8 @@ impl Metrics {
             }
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// The exposition text, with the gauges passed in.
@@ -56,10 +60,16 @@ impl Metrics {
         let mut cumulative = 0;
         for (i, b) in BUCKETS.iter().enumerate() {
             cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "nhm_http_request_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "nhm_http_request_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}"
+            );
         }
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "nhm_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "nhm_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "nhm_http_request_duration_seconds_sum {sum}");
         let _ = writeln!(out, "nhm_http_request_duration_seconds_count {count}");
@@ -90,7 +100,9 @@ mod tests {
         m.observe("POST", "/v1/identify", 200, Duration::from_millis(20));
         m.observe("GET", "/healthz", 200, Duration::from_secs(10));
         let text = m.render(7, 1, 0);
-        assert!(text.contains("nhm_http_requests_total{method=\"POST\",route=\"/v1/identify\",status=\"200\"} 2"));
+        assert!(
+            text.contains("nhm_http_requests_total{method=\"POST\",route=\"/v1/identify\",status=\"200\"} 2")
+        );
         assert!(text.contains("nhm_http_request_duration_seconds_bucket{le=\"0.0005\"} 1"));
         assert!(text.contains("nhm_http_request_duration_seconds_bucket{le=\"0.025\"} 2"));
         assert!(text.contains("nhm_http_request_duration_seconds_bucket{le=\"+Inf\"} 3"));

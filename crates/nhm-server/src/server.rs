@@ -17,7 +17,8 @@ use crate::store::{EmbeddedStore, PostgresStore, TemplateStore};
 /// Opens the configured store: the embedded one in `data_dir`, or PostgreSQL.
 pub async fn open_store(config: &Config, data_dir: &Path) -> Result<Arc<dyn TemplateStore>> {
     if config.is_postgres() {
-        let s = PostgresStore::connect(&config.store, &config.postgres_schema, config.postgres_pool_size).await?;
+        let s =
+            PostgresStore::connect(&config.store, &config.postgres_schema, config.postgres_pool_size).await?;
         Ok(Arc::new(s))
     } else {
         let dir = data_dir.to_owned();
@@ -28,7 +29,12 @@ pub async fn open_store(config: &Config, data_dir: &Path) -> Result<Arc<dyn Temp
 
 /// Reads the pepper key named by the configuration, if any.
 pub fn load_pepper(config: &Config) -> Result<Option<Key>> {
-    config.pepper_key.as_deref().map(Key::load).transpose().map_err(Error::from)
+    config
+        .pepper_key
+        .as_deref()
+        .map(Key::load)
+        .transpose()
+        .map_err(Error::from)
 }
 
 /// Builds the state from a configuration: store, tokens, pepper, threshold, index.
@@ -63,6 +69,17 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// Serves `state` over plain HTTP on an already bound listener until the task is dropped
+/// (for embedding the service in tests and other programs).
+pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState) -> Result<()> {
+    axum::serve(listener, crate::api::app(state))
+        .await
+        .map_err(|source| Error::Io {
+            path: "serve".into(),
+            source,
+        })
+}
+
 /// Serves until SIGINT/SIGTERM. Prints `listening on ADDR` (the real port when `bind` asks for
 /// port 0) on stdout once the socket is bound, so scripts and tests can wait for it.
 pub async fn serve(config: Config, bind: &str, data_dir: &Path) -> Result<()> {
@@ -83,25 +100,41 @@ pub async fn serve(config: Config, bind: &str, data_dir: &Path) -> Result<()> {
         });
     }
     let app = crate::api::app(state);
-    let listener = std::net::TcpListener::bind(bind)
-        .map_err(|source| Error::Io { path: format!("bind {bind}").into(), source })?;
-    listener.set_nonblocking(true).map_err(|source| Error::Io { path: "socket".into(), source })?;
-    let addr: SocketAddr = listener.local_addr().map_err(|source| Error::Io { path: "socket".into(), source })?;
+    let listener = std::net::TcpListener::bind(bind).map_err(|source| Error::Io {
+        path: format!("bind {bind}").into(),
+        source,
+    })?;
+    listener.set_nonblocking(true).map_err(|source| Error::Io {
+        path: "socket".into(),
+        source,
+    })?;
+    let addr: SocketAddr = listener.local_addr().map_err(|source| Error::Io {
+        path: "socket".into(),
+        source,
+    })?;
     match tls {
         None => {
             println!("listening on http://{addr}");
-            let listener = tokio::net::TcpListener::from_std(listener)
-                .map_err(|source| Error::Io { path: "socket".into(), source })?;
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Io {
+                path: "socket".into(),
+                source,
+            })?;
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())
                 .await
-                .map_err(|source| Error::Io { path: "serve".into(), source })
+                .map_err(|source| Error::Io {
+                    path: "serve".into(),
+                    source,
+                })
         }
         Some(tls) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let rc = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
                 .await
-                .map_err(|source| Error::Io { path: tls.cert.clone(), source })?;
+                .map_err(|source| Error::Io {
+                    path: tls.cert.clone(),
+                    source,
+                })?;
             println!("listening on https://{addr}");
             let handle = axum_server::Handle::new();
             let h = handle.clone();
@@ -113,7 +146,10 @@ pub async fn serve(config: Config, bind: &str, data_dir: &Path) -> Result<()> {
                 .handle(handle)
                 .serve(app.into_make_service())
                 .await
-                .map_err(|source| Error::Io { path: "serve".into(), source })
+                .map_err(|source| Error::Io {
+                    path: "serve".into(),
+                    source,
+                })
         }
     }
 }

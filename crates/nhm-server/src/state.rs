@@ -44,7 +44,9 @@ pub(crate) struct Inner {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("subjects", &self.subjects()).finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("subjects", &self.subjects())
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,8 +82,10 @@ impl AppState {
         for s in store.load_all().await? {
             index.set(&s.info.id, &s.templates)?;
         }
-        let lockouts =
-            Lockouts::new(config.max_failed_attempts, Duration::from_secs(config.lockout_secs));
+        let lockouts = Lockouts::new(
+            config.max_failed_attempts,
+            Duration::from_secs(config.lockout_secs),
+        );
         Ok(AppState {
             inner: Arc::new(Inner {
                 config,
@@ -105,7 +109,11 @@ impl AppState {
 
     /// Number of enrolled subjects in the index.
     pub fn subjects(&self) -> usize {
-        self.inner.index.read().unwrap_or_else(|p| p.into_inner()).subjects()
+        self.inner
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .subjects()
     }
 
     /// The decision threshold, if one is set.
@@ -153,7 +161,10 @@ struct GalleryMeta {
 /// Refuses to serve a gallery with another template kind, dimension or pepper than the
 /// configuration's: its templates would silently never match. Records them on first start.
 async fn check_meta(store: &dyn TemplateStore, config: &Config, pepper_key: Option<&Key>) -> Result<()> {
-    let want = GalleryMeta { kind: config.kind, dim: config.dim };
+    let want = GalleryMeta {
+        kind: config.kind,
+        dim: config.dim,
+    };
     match store.get_meta(META_GALLERY).await? {
         Some(json) => {
             let have: GalleryMeta = serde_json::from_str(&json)

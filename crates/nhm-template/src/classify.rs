@@ -29,7 +29,11 @@ fn features(h: &Hashmap) -> Vec<f32> {
         Hashmap::Dense(d) => {
             let v = d.values();
             let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
-            let scale = if norm > 0.0 { (v.len() as f64).sqrt() / norm } else { 0.0 };
+            let scale = if norm > 0.0 {
+                (v.len() as f64).sqrt() / norm
+            } else {
+                0.0
+            };
             v.iter().map(|&x| (f64::from(x) * scale) as f32).collect()
         }
     }
@@ -46,7 +50,9 @@ struct Data {
 
 impl Data {
     fn new(samples: &[(usize, Hashmap)]) -> Result<Data> {
-        let Some((_, first)) = samples.first() else { return Err(Error::NoSamples) };
+        let Some((_, first)) = samples.first() else {
+            return Err(Error::NoSamples);
+        };
         let (kind, dim) = (first.kind(), first.dim());
         let mut x = Vec::with_capacity(samples.len() * dim);
         let mut y = Vec::with_capacity(samples.len());
@@ -56,7 +62,13 @@ impl Data {
             y.push(*label);
         }
         let classes = y.iter().max().map_or(0, |m| m + 1);
-        Ok(Data { kind, dim, classes, x, y })
+        Ok(Data {
+            kind,
+            dim,
+            classes,
+            x,
+            y,
+        })
     }
 
     fn row(&self, i: usize) -> &[f32] {
@@ -66,10 +78,16 @@ impl Data {
 
 fn check_input(kind: HashmapKind, dim: usize, h: &Hashmap) -> Result<()> {
     if h.kind() != kind {
-        return Err(Error::KindMismatch { expected: kind, found: h.kind() });
+        return Err(Error::KindMismatch {
+            expected: kind,
+            found: h.kind(),
+        });
     }
     if h.dim() != dim {
-        return Err(Error::DimensionMismatch { expected: dim, found: h.dim() });
+        return Err(Error::DimensionMismatch {
+            expected: dim,
+            found: h.dim(),
+        });
     }
     Ok(())
 }
@@ -114,7 +132,10 @@ impl NearestCentroid {
         let mut counts = vec![0usize; data.classes];
         for (i, &c) in data.y.iter().enumerate() {
             counts[c] += 1;
-            sums[c].iter_mut().zip(data.row(i)).for_each(|(s, &x)| *s += f64::from(x));
+            sums[c]
+                .iter_mut()
+                .zip(data.row(i))
+                .for_each(|(s, &x)| *s += f64::from(x));
         }
         let centroids = sums
             .into_iter()
@@ -127,7 +148,11 @@ impl NearestCentroid {
                 (c, s.iter().map(|v| (v * inv) as f32).collect())
             })
             .collect();
-        Ok(NearestCentroid { kind: data.kind, dim: data.dim, centroids })
+        Ok(NearestCentroid {
+            kind: data.kind,
+            dim: data.dim,
+            centroids,
+        })
     }
 }
 
@@ -136,7 +161,11 @@ impl Classifier for NearestCentroid {
         check_input(self.kind, self.dim, h)?;
         let f = features(h);
         let inv = 1.0 / f64::from(dot(&f, &f)).sqrt().max(f64::MIN_POSITIVE);
-        Ok(ranked(self.centroids.iter().map(|(c, m)| (*c, f64::from(dot(&f, m)) * inv))))
+        Ok(ranked(
+            self.centroids
+                .iter()
+                .map(|(c, m)| (*c, f64::from(dot(&f, m)) * inv)),
+        ))
     }
 }
 
@@ -157,23 +186,41 @@ pub struct LinearConfig {
 
 impl Default for LinearConfig {
     fn default() -> Self {
-        LinearConfig { epochs: 40, learning_rate: 0.01, l2: 1e-4, batch_size: 32, seed: 0 }
+        LinearConfig {
+            epochs: 40,
+            learning_rate: 0.01,
+            l2: 1e-4,
+            batch_size: 32,
+            seed: 0,
+        }
     }
 }
 
 /// Checks the settings shared by both trained classifiers.
 fn check_training(epochs: usize, learning_rate: f32, l2: f32, batch_size: usize) -> Result<()> {
     if epochs == 0 {
-        return Err(Error::InvalidConfig { field: "epochs", reason: "must be at least 1" });
+        return Err(Error::InvalidConfig {
+            field: "epochs",
+            reason: "must be at least 1",
+        });
     }
     if !(learning_rate.is_finite() && learning_rate > 0.0) {
-        return Err(Error::InvalidConfig { field: "learning_rate", reason: "must be positive and finite" });
+        return Err(Error::InvalidConfig {
+            field: "learning_rate",
+            reason: "must be positive and finite",
+        });
     }
     if !(l2.is_finite() && l2 >= 0.0) {
-        return Err(Error::InvalidConfig { field: "l2", reason: "must be non-negative and finite" });
+        return Err(Error::InvalidConfig {
+            field: "l2",
+            reason: "must be non-negative and finite",
+        });
     }
     if batch_size == 0 {
-        return Err(Error::InvalidConfig { field: "batch_size", reason: "must be at least 1" });
+        return Err(Error::InvalidConfig {
+            field: "batch_size",
+            reason: "must be at least 1",
+        });
     }
     Ok(())
 }
@@ -187,7 +234,10 @@ struct Adam {
 
 impl Adam {
     fn new(n: usize) -> Adam {
-        Adam { m: vec![0.0; n], v: vec![0.0; n] }
+        Adam {
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+        }
     }
 
     /// One step at time `t` (from 1); `grad` already includes weight decay.
@@ -223,8 +273,13 @@ impl LogisticClassifier {
         check_training(cfg.epochs, cfg.learning_rate, cfg.l2, cfg.batch_size)?;
         let data = Data::new(samples)?;
         let (c, d) = (data.classes, data.dim);
-        let mut model =
-            LogisticClassifier { kind: data.kind, dim: d, classes: c, weights: vec![0.0; c * d], bias: vec![0.0; c] };
+        let mut model = LogisticClassifier {
+            kind: data.kind,
+            dim: d,
+            classes: c,
+            weights: vec![0.0; c * d],
+            bias: vec![0.0; c],
+        };
         let (mut opt_w, mut opt_b) = (Adam::new(c * d), Adam::new(c));
         let (mut gw, mut gb) = (vec![0f32; c * d], vec![0f32; c]);
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -245,10 +300,15 @@ impl LogisticClassifier {
                     for (k, &g) in z.iter().enumerate() {
                         let g = g * scale;
                         gb[k] += g;
-                        gw[k * d..(k + 1) * d].iter_mut().zip(x).for_each(|(w, &xi)| *w += g * xi);
+                        gw[k * d..(k + 1) * d]
+                            .iter_mut()
+                            .zip(x)
+                            .for_each(|(w, &xi)| *w += g * xi);
                     }
                 }
-                gw.iter_mut().zip(&model.weights).for_each(|(g, &w)| *g += cfg.l2 * w);
+                gw.iter_mut()
+                    .zip(&model.weights)
+                    .for_each(|(g, &w)| *g += cfg.l2 * w);
                 t += 1;
                 opt_w.step(&mut model.weights, &gw, cfg.learning_rate, t);
                 opt_b.step(&mut model.bias, &gb, cfg.learning_rate, t);
@@ -293,7 +353,14 @@ pub struct MlpConfig {
 
 impl Default for MlpConfig {
     fn default() -> Self {
-        MlpConfig { hidden: 256, epochs: 40, learning_rate: 1e-3, l2: 1e-4, batch_size: 32, seed: 0 }
+        MlpConfig {
+            hidden: 256,
+            epochs: 60,
+            learning_rate: 0.01,
+            l2: 1e-4,
+            batch_size: 32,
+            seed: 0,
+        }
     }
 }
 
@@ -318,7 +385,10 @@ impl Mlp {
     pub fn fit(samples: &[(usize, Hashmap)], cfg: &MlpConfig) -> Result<Self> {
         check_training(cfg.epochs, cfg.learning_rate, cfg.l2, cfg.batch_size)?;
         if cfg.hidden == 0 {
-            return Err(Error::InvalidConfig { field: "hidden", reason: "must be at least 1" });
+            return Err(Error::InvalidConfig {
+                field: "hidden",
+                reason: "must be at least 1",
+            });
         }
         let data = Data::new(samples)?;
         let (c, d, hd) = (data.classes, data.dim, cfg.hidden);
@@ -339,7 +409,12 @@ impl Mlp {
             b2: vec![0.0; c],
         };
         let mut opt = [Adam::new(hd * d), Adam::new(hd), Adam::new(c * hd), Adam::new(c)];
-        let (mut g1, mut gb1, mut g2, mut gb2) = (vec![0f32; hd * d], vec![0f32; hd], vec![0f32; c * hd], vec![0f32; c]);
+        let (mut g1, mut gb1, mut g2, mut gb2) = (
+            vec![0f32; hd * d],
+            vec![0f32; hd],
+            vec![0f32; c * hd],
+            vec![0f32; c],
+        );
         let (mut a, mut z, mut ga) = (vec![0f32; hd], vec![0f32; c], vec![0f32; hd]);
         let mut order: Vec<usize> = (0..data.y.len()).collect();
         let mut t = 0;
@@ -368,7 +443,10 @@ impl Mlp {
                     for j in 0..hd {
                         if a[j] > 0.0 {
                             gb1[j] += ga[j];
-                            g1[j * d..(j + 1) * d].iter_mut().zip(x).for_each(|(w, &xi)| *w += ga[j] * xi);
+                            g1[j * d..(j + 1) * d]
+                                .iter_mut()
+                                .zip(x)
+                                .for_each(|(w, &xi)| *w += ga[j] * xi);
                         }
                     }
                 }

@@ -73,7 +73,9 @@ impl PartialOrd for Worst<'_> {
 }
 impl Ord for Worst<'_> {
     fn cmp(&self, o: &Self) -> Ordering {
-        o.score.total_cmp(&self.score).then_with(|| self.subject.cmp(o.subject))
+        o.score
+            .total_cmp(&self.score)
+            .then_with(|| self.subject.cmp(o.subject))
     }
 }
 
@@ -85,7 +87,10 @@ struct TopK<'a> {
 
 impl<'a> TopK<'a> {
     fn new(k: usize) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
     }
 
     #[inline]
@@ -106,7 +111,10 @@ impl<'a> TopK<'a> {
         self.heap
             .into_sorted_vec()
             .into_iter()
-            .map(|w| Candidate { subject: w.subject.to_owned(), score: w.score })
+            .map(|w| Candidate {
+                subject: w.subject.to_owned(),
+                score: w.score,
+            })
             .collect()
     }
 }
@@ -153,7 +161,10 @@ impl Gallery {
     /// Adds one template of `subject` (a subject may have several).
     pub fn insert(&mut self, subject: &str, h: &BinaryHashmap) -> Result<()> {
         if h.dim() != self.dim {
-            return Err(Error::DimensionMismatch { expected: self.dim, found: h.dim() });
+            return Err(Error::DimensionMismatch {
+                expected: self.dim,
+                found: h.dim(),
+            });
         }
         let s = match self.index.get(subject) {
             Some(&s) => s,
@@ -175,7 +186,9 @@ impl Gallery {
     /// Removes all templates of `subject`; returns how many. Takes time linear in the
     /// gallery size (it compacts the arrays), which is fine for the rare deletion.
     pub fn remove_subject(&mut self, subject: &str) -> usize {
-        let Some(s) = self.index.remove(subject) else { return 0 };
+        let Some(s) = self.index.remove(subject) else {
+            return 0;
+        };
         let removed = self.rows_of[s as usize].len();
         let w = self.words_per_row;
         let mut keep = 0;
@@ -194,7 +207,10 @@ impl Gallery {
         self.rows_of.swap_remove(s as usize);
         if s != last {
             self.index.insert(self.names[s as usize].clone(), s);
-            self.row_subject.iter_mut().filter(|x| **x == last).for_each(|x| *x = s);
+            self.row_subject
+                .iter_mut()
+                .filter(|x| **x == last)
+                .for_each(|x| *x = s);
         }
         self.rows_of.iter_mut().for_each(Vec::clear);
         for (r, &subj) in self.row_subject.iter().enumerate() {
@@ -205,7 +221,10 @@ impl Gallery {
 
     fn check_probe(&self, probe: &BinaryHashmap) -> Result<()> {
         if probe.dim() != self.dim {
-            return Err(Error::DimensionMismatch { expected: self.dim, found: probe.dim() });
+            return Err(Error::DimensionMismatch {
+                expected: self.dim,
+                found: probe.dim(),
+            });
         }
         Ok(())
     }
@@ -218,7 +237,9 @@ impl Gallery {
     /// Score of `probe` against `subject`'s templates (1:1), or `None` for an unknown subject.
     pub fn verify(&self, subject: &str, probe: &BinaryHashmap, fusion: Fusion) -> Result<Option<f64>> {
         self.check_probe(probe)?;
-        let Some(&s) = self.index.get(subject) else { return Ok(None) };
+        let Some(&s) = self.index.get(subject) else {
+            return Ok(None);
+        };
         let rows = &self.rows_of[s as usize];
         let dists = rows.iter().map(|&r| kernel::hamming(probe.words(), self.row(r)));
         let d = match fusion {
@@ -244,7 +265,10 @@ impl Gallery {
             let mut kept = 0usize;
             kernel::scan(probe.words(), &self.words, |r, d| {
                 if d <= worst_kept {
-                    top.push(1.0 - f64::from(d) / dim, &self.names[self.row_subject[r] as usize]);
+                    top.push(
+                        1.0 - f64::from(d) / dim,
+                        &self.names[self.row_subject[r] as usize],
+                    );
                     kept += 1;
                     if kept >= k {
                         if let Some(w) = top.heap.peek() {
@@ -299,12 +323,24 @@ mod tests {
         assert_eq!((g.len(), g.subjects()), (3, 2));
         let probe = h(0xff);
         assert_eq!(g.verify("alice", &probe, Fusion::Best).unwrap(), Some(1.0));
-        assert_eq!(g.verify("alice", &probe, Fusion::Mean).unwrap(), Some(1.0 - 4.0 / 64.0));
+        assert_eq!(
+            g.verify("alice", &probe, Fusion::Mean).unwrap(),
+            Some(1.0 - 4.0 / 64.0)
+        );
         assert_eq!(g.verify("carol", &probe, Fusion::Best).unwrap(), None);
         let c = g.identify(&probe, 5, Fusion::Best).unwrap();
-        assert_eq!(c.iter().map(|c| c.subject.as_str()).collect::<Vec<_>>(), ["alice", "bob"]);
+        assert_eq!(
+            c.iter().map(|c| c.subject.as_str()).collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
         let c = g.identify(&probe, 1, Fusion::Mean).unwrap();
-        assert_eq!(c, vec![Candidate { subject: "bob".into(), score: 1.0 - 1.0 / 64.0 }]);
+        assert_eq!(
+            c,
+            vec![Candidate {
+                subject: "bob".into(),
+                score: 1.0 - 1.0 / 64.0
+            }]
+        );
         assert!(g.identify(&probe, 0, Fusion::Best).unwrap().is_empty());
     }
 
@@ -312,9 +348,21 @@ mod tests {
     fn rejects_wrong_dimension() {
         let mut g = Gallery::new(64);
         let wrong = BinaryHashmap::from_words(128, vec![0, 0]).unwrap();
-        assert!(matches!(g.insert("a", &wrong), Err(Error::DimensionMismatch { expected: 64, found: 128 })));
-        assert!(matches!(g.verify("a", &wrong, Fusion::Best), Err(Error::DimensionMismatch { .. })));
-        assert!(matches!(g.identify(&wrong, 1, Fusion::Best), Err(Error::DimensionMismatch { .. })));
+        assert!(matches!(
+            g.insert("a", &wrong),
+            Err(Error::DimensionMismatch {
+                expected: 64,
+                found: 128
+            })
+        ));
+        assert!(matches!(
+            g.verify("a", &wrong, Fusion::Best),
+            Err(Error::DimensionMismatch { .. })
+        ));
+        assert!(matches!(
+            g.identify(&wrong, 1, Fusion::Best),
+            Err(Error::DimensionMismatch { .. })
+        ));
     }
 
     #[test]
@@ -344,6 +392,9 @@ mod tests {
             g.insert(s, &h(0)).unwrap();
         }
         let c = g.identify(&h(0), 3, Fusion::Best).unwrap();
-        assert_eq!(c.iter().map(|c| c.subject.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(
+            c.iter().map(|c| c.subject.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
     }
 }

@@ -64,10 +64,16 @@ impl FromStr for HashmapKind {
 /// Checks that a dimension is within `1..=MAX_DIM`.
 pub(crate) fn check_dim(dim: usize) -> Result<()> {
     if dim == 0 {
-        return Err(Error::InvalidDimension { dim, reason: "must be at least 1" });
+        return Err(Error::InvalidDimension {
+            dim,
+            reason: "must be at least 1",
+        });
     }
     if dim > MAX_DIM {
-        return Err(Error::InvalidDimension { dim, reason: "must be at most 65536" });
+        return Err(Error::InvalidDimension {
+            dim,
+            reason: "must be at most 65536",
+        });
     }
     Ok(())
 }
@@ -99,7 +105,11 @@ impl BinaryHashmap {
         check_dim(dim)?;
         let expected = words_for(dim);
         if words.len() != expected {
-            return Err(Error::WordCount { dim, expected, found: words.len() });
+            return Err(Error::WordCount {
+                dim,
+                expected,
+                found: words.len(),
+            });
         }
         if words[expected - 1] & !last_word_mask(dim) != 0 {
             return Err(Error::PaddingBitsSet);
@@ -149,7 +159,10 @@ impl BinaryHashmap {
     /// Number of differing bits.
     pub fn hamming(&self, o: &Self) -> Result<u32> {
         if self.dim != o.dim {
-            return Err(Error::DimensionMismatch { expected: self.dim, found: o.dim });
+            return Err(Error::DimensionMismatch {
+                expected: self.dim,
+                found: o.dim,
+            });
         }
         Ok(kernel::hamming(&self.words, &o.words))
     }
@@ -193,7 +206,10 @@ impl DenseHashmap {
     /// Cosine similarity in [-1, 1], computed in f64.
     pub fn cosine(&self, o: &Self) -> Result<f64> {
         if self.dim() != o.dim() {
-            return Err(Error::DimensionMismatch { expected: self.dim(), found: o.dim() });
+            return Err(Error::DimensionMismatch {
+                expected: self.dim(),
+                found: o.dim(),
+            });
         }
         let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
         for (&a, &b) in self.values.iter().zip(&o.values) {
@@ -244,7 +260,10 @@ impl Hashmap {
         match (self, o) {
             (Hashmap::Binary(a), Hashmap::Binary(b)) => a.similarity(b),
             (Hashmap::Dense(a), Hashmap::Dense(b)) => a.cosine(b),
-            _ => Err(Error::KindMismatch { expected: self.kind(), found: o.kind() }),
+            _ => Err(Error::KindMismatch {
+                expected: self.kind(),
+                found: o.kind(),
+            }),
         }
     }
 
@@ -263,8 +282,14 @@ impl Hashmap {
         // Dimensions are at most MAX_DIM, so they fit in u32.
         out.extend_from_slice(&(dim as u32).to_le_bytes());
         match self {
-            Hashmap::Binary(h) => h.words.iter().for_each(|w| out.extend_from_slice(&w.to_le_bytes())),
-            Hashmap::Dense(h) => h.values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+            Hashmap::Binary(h) => h
+                .words
+                .iter()
+                .for_each(|w| out.extend_from_slice(&w.to_le_bytes())),
+            Hashmap::Dense(h) => h
+                .values
+                .iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         }
         out
     }
@@ -273,10 +298,15 @@ impl Hashmap {
     pub fn from_bytes(b: &[u8]) -> Result<Hashmap> {
         let magic_len = b.len().min(3);
         if b[..magic_len] != MAGIC[..magic_len] {
-            return Err(Error::BadMagic { found: b[..magic_len].to_vec() });
+            return Err(Error::BadMagic {
+                found: b[..magic_len].to_vec(),
+            });
         }
         if b.len() < HEADER_LEN {
-            return Err(Error::Truncated { needed: HEADER_LEN, found: b.len() });
+            return Err(Error::Truncated {
+                needed: HEADER_LEN,
+                found: b.len(),
+            });
         }
         if b[3] != FORMAT_VERSION {
             return Err(Error::UnsupportedVersion { found: b[3] });
@@ -294,7 +324,10 @@ impl Hashmap {
         };
         let needed = HEADER_LEN + payload_len;
         if b.len() < needed {
-            return Err(Error::Truncated { needed, found: b.len() });
+            return Err(Error::Truncated {
+                needed,
+                found: b.len(),
+            });
         }
         if b.len() > needed {
             return Err(Error::TrailingBytes { n: b.len() - needed });
@@ -309,8 +342,10 @@ impl Hashmap {
                 Ok(Hashmap::Binary(BinaryHashmap::from_words(dim, words)?))
             }
             HashmapKind::Dense => {
-                let values =
-                    payload.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+                let values = payload
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
                 Ok(Hashmap::Dense(DenseHashmap::new(values)?))
             }
         }
@@ -323,7 +358,9 @@ impl Hashmap {
 
     /// Decodes [`Hashmap::to_base64`] text.
     pub fn from_base64(s: &str) -> Result<Hashmap> {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(s.trim()).map_err(Error::Base64)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .map_err(Error::Base64)?;
         Hashmap::from_bytes(&bytes)
     }
 
@@ -383,7 +420,10 @@ mod tests {
             assert_eq!(k.to_string().parse::<HashmapKind>().unwrap(), k);
             assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
         }
-        assert!(matches!("Binary".parse::<HashmapKind>(), Err(Error::UnknownKindName { .. })));
+        assert!(matches!(
+            "Binary".parse::<HashmapKind>(),
+            Err(Error::UnknownKindName { .. })
+        ));
     }
 
     #[test]
@@ -394,15 +434,27 @@ mod tests {
         let h = BinaryHashmap::from_signs(&v);
         assert_eq!(h.words(), &[1, 2]);
         assert!(h.bit(0) && h.bit(65) && !h.bit(1) && !h.bit(70));
-        assert!(matches!(BinaryHashmap::try_from_signs(&[]), Err(Error::InvalidDimension { dim: 0, .. })));
+        assert!(matches!(
+            BinaryHashmap::try_from_signs(&[]),
+            Err(Error::InvalidDimension { dim: 0, .. })
+        ));
     }
 
     #[test]
     fn from_words_rejects_bad_input() {
-        assert!(matches!(BinaryHashmap::from_words(65, vec![0]), Err(Error::WordCount { expected: 2, .. })));
-        assert!(matches!(BinaryHashmap::from_words(65, vec![0, 2]), Err(Error::PaddingBitsSet)));
+        assert!(matches!(
+            BinaryHashmap::from_words(65, vec![0]),
+            Err(Error::WordCount { expected: 2, .. })
+        ));
+        assert!(matches!(
+            BinaryHashmap::from_words(65, vec![0, 2]),
+            Err(Error::PaddingBitsSet)
+        ));
         assert!(BinaryHashmap::from_words(65, vec![u64::MAX, 1]).is_ok());
-        assert!(matches!(BinaryHashmap::from_words(0, vec![]), Err(Error::InvalidDimension { .. })));
+        assert!(matches!(
+            BinaryHashmap::from_words(0, vec![]),
+            Err(Error::InvalidDimension { .. })
+        ));
         assert!(matches!(
             BinaryHashmap::from_words(MAX_DIM + 64, vec![0; MAX_DIM / 64 + 1]),
             Err(Error::InvalidDimension { .. })
@@ -416,7 +468,13 @@ mod tests {
         assert_eq!(a.hamming(&b).unwrap(), 64);
         assert_eq!(a.similarity(&b).unwrap(), 0.5);
         let c = BinaryHashmap::from_words(64, vec![0]).unwrap();
-        assert!(matches!(a.hamming(&c), Err(Error::DimensionMismatch { expected: 128, found: 64 })));
+        assert!(matches!(
+            a.hamming(&c),
+            Err(Error::DimensionMismatch {
+                expected: 128,
+                found: 64
+            })
+        ));
 
         let x = DenseHashmap::new(vec![1.0, 0.0]).unwrap();
         let y = DenseHashmap::new(vec![1.0, 1.0]).unwrap();
@@ -432,9 +490,18 @@ mod tests {
 
     #[test]
     fn dense_rejects_bad_values() {
-        assert!(matches!(DenseHashmap::new(vec![]), Err(Error::InvalidDimension { .. })));
-        assert!(matches!(DenseHashmap::new(vec![1.0, f32::NAN]), Err(Error::NonFinite { index: 1 })));
-        assert!(matches!(DenseHashmap::new(vec![f32::INFINITY]), Err(Error::NonFinite { index: 0 })));
+        assert!(matches!(
+            DenseHashmap::new(vec![]),
+            Err(Error::InvalidDimension { .. })
+        ));
+        assert!(matches!(
+            DenseHashmap::new(vec![1.0, f32::NAN]),
+            Err(Error::NonFinite { index: 1 })
+        ));
+        assert!(matches!(
+            DenseHashmap::new(vec![f32::INFINITY]),
+            Err(Error::NonFinite { index: 0 })
+        ));
         assert!(matches!(DenseHashmap::new(vec![0.0, -0.0]), Err(Error::ZeroNorm)));
     }
 
@@ -462,31 +529,55 @@ mod tests {
         };
         assert!(matches!(with(0, b'X'), Err(Error::BadMagic { .. })));
         assert!(matches!(Hashmap::from_bytes(b"NX"), Err(Error::BadMagic { .. })));
-        assert!(matches!(Hashmap::from_bytes(b""), Err(Error::Truncated { needed: 9, found: 0 })));
-        assert!(matches!(Hashmap::from_bytes(&good[..5]), Err(Error::Truncated { needed: 9, found: 5 })));
+        assert!(matches!(
+            Hashmap::from_bytes(b""),
+            Err(Error::Truncated { needed: 9, found: 0 })
+        ));
+        assert!(matches!(
+            Hashmap::from_bytes(&good[..5]),
+            Err(Error::Truncated { needed: 9, found: 5 })
+        ));
         assert!(matches!(with(3, 2), Err(Error::UnsupportedVersion { found: 2 })));
         assert!(matches!(with(4, 7), Err(Error::UnknownKind { found: 7 })));
         let mut zero_dim = good[..9].to_vec();
         zero_dim[5] = 0;
-        assert!(matches!(Hashmap::from_bytes(&zero_dim), Err(Error::InvalidDimension { dim: 0, .. })));
+        assert!(matches!(
+            Hashmap::from_bytes(&zero_dim),
+            Err(Error::InvalidDimension { dim: 0, .. })
+        ));
         let mut huge = good.clone();
         huge[5..9].copy_from_slice(&(MAX_DIM as u32 + 1).to_le_bytes());
-        assert!(matches!(Hashmap::from_bytes(&huge), Err(Error::InvalidDimension { .. })));
+        assert!(matches!(
+            Hashmap::from_bytes(&huge),
+            Err(Error::InvalidDimension { .. })
+        ));
         assert!(matches!(
             Hashmap::from_bytes(&good[..good.len() - 1]),
-            Err(Error::Truncated { needed: 25, found: 24 })
+            Err(Error::Truncated {
+                needed: 25,
+                found: 24
+            })
         ));
         let mut long = good.clone();
         long.extend_from_slice(&[0, 0]);
-        assert!(matches!(Hashmap::from_bytes(&long), Err(Error::TrailingBytes { n: 2 })));
+        assert!(matches!(
+            Hashmap::from_bytes(&long),
+            Err(Error::TrailingBytes { n: 2 })
+        ));
         // Bit 70 is beyond the dimension: byte 9 + 8 holds bits 64..72.
         assert!(matches!(with(17, 0b0100_0011), Err(Error::PaddingBitsSet)));
         let mut nan = Hashmap::Dense(DenseHashmap::new(vec![1.0, 2.0]).unwrap()).to_bytes();
         nan[13..17].copy_from_slice(&f32::NAN.to_le_bytes());
-        assert!(matches!(Hashmap::from_bytes(&nan), Err(Error::NonFinite { index: 1 })));
+        assert!(matches!(
+            Hashmap::from_bytes(&nan),
+            Err(Error::NonFinite { index: 1 })
+        ));
         let zero = [b'N', b'H', b'M', 1, 1, 1, 0, 0, 0, 0, 0, 0, 0];
         assert!(matches!(Hashmap::from_bytes(&zero), Err(Error::ZeroNorm)));
-        assert!(matches!(Hashmap::from_base64("not base64!"), Err(Error::Base64(_))));
+        assert!(matches!(
+            Hashmap::from_base64("not base64!"),
+            Err(Error::Base64(_))
+        ));
     }
 
     #[test]

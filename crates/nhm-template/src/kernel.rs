@@ -62,17 +62,33 @@ pub fn available() -> Vec<Kernel> {
     Kernel::ALL.into_iter().filter(|k| k.is_available()).collect()
 }
 
-/// The kernel used by default: the first available of [`Kernel::ALL`], detected once.
+/// The fastest available kernel for any row length, detected once: the first available of
+/// [`Kernel::ALL`].
 pub fn best() -> Kernel {
     static BEST: OnceLock<Kernel> = OnceLock::new();
     *BEST.get_or_init(|| available().first().copied().unwrap_or(Kernel::Portable))
+}
+
+/// The kernel used for rows of `words` u64 words.
+///
+/// Measured (`benches/matching.rs`, Xeon with AVX-512): for 256-bit rows (4 words) scalar
+/// POPCNT beats the vector kernels, whose per-row horizontal sum costs more than it saves;
+/// for wider rows (8 words and more) AVX-512 VPOPCNTDQ wins. AVX2 was never the fastest
+/// where POPCNT exists, so it is kept as a tested alternative, not a default.
+pub fn best_for(words: usize) -> Kernel {
+    let b = best();
+    if words < 8 && b == Kernel::Avx512 || b == Kernel::Avx2 {
+        Kernel::Popcnt
+    } else {
+        b
+    }
 }
 
 /// Hamming distance between two equally long word slices, with the best kernel.
 ///
 /// Words beyond the shorter slice are ignored; callers check lengths.
 pub fn hamming(a: &[u64], b: &[u64]) -> u32 {
-    hamming_with(best(), a, b)
+    hamming_with(best_for(a.len()), a, b)
 }
 
 /// Hamming distance with a given kernel (the portable one if `k` is not available here).
@@ -84,9 +100,9 @@ pub fn hamming_with(k: Kernel, a: &[u64], b: &[u64]) -> u32 {
 }
 
 /// Calls `f(row, distance)` for every row of `rows` (consecutive rows of `probe.len()` words),
-/// with the best kernel. A partial last row is ignored.
+/// with the kernel [`best_for`] picks. A partial last row is ignored.
 pub fn scan<F: FnMut(usize, u32)>(probe: &[u64], rows: &[u64], f: F) {
-    scan_with(best(), probe, rows, f)
+    scan_with(best_for(probe.len()), probe, rows, f)
 }
 
 /// [`scan`] with a given kernel (the portable one if `k` is not available here).

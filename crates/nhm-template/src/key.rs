@@ -72,7 +72,10 @@ impl Key {
 
     /// Reads a key file: 64 hexadecimal characters, optionally followed by a newline.
     pub fn load(path: &Path) -> Result<Key> {
-        let mut raw = std::fs::read(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        let mut raw = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         let result = parse_key_text(&raw, path);
         raw.zeroize();
         result
@@ -86,23 +89,33 @@ impl Key {
     /// clobbered either) and the temporary name removed. On file systems without hard links
     /// it falls back to checking for `path` and renaming.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let io = |source| Error::Io { path: path.to_owned(), source };
+        let io = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
         if path.exists() {
-            return Err(Error::AlreadyExists { path: path.to_owned() });
+            return Err(Error::AlreadyExists {
+                path: path.to_owned(),
+            });
         }
         let tmp = temp_path(path);
         let mut text = to_hex(&self.0);
         text.push('\n');
         let written = write_private(&tmp, text.as_bytes());
         text.zeroize();
-        written.map_err(|source| Error::Io { path: tmp.clone(), source })?;
+        written.map_err(|source| Error::Io {
+            path: tmp.clone(),
+            source,
+        })?;
         let linked = match std::fs::hard_link(&tmp, path) {
             Ok(()) => std::fs::remove_file(&tmp).map_err(io),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Err(Error::AlreadyExists { path: path.to_owned() })
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::AlreadyExists {
+                path: path.to_owned(),
+            }),
             Err(_) if !path.exists() => std::fs::rename(&tmp, path).map_err(io),
-            Err(_) => Err(Error::AlreadyExists { path: path.to_owned() }),
+            Err(_) => Err(Error::AlreadyExists {
+                path: path.to_owned(),
+            }),
         };
         if linked.is_err() {
             // Best effort: the temporary copy of the key must not stay behind.
@@ -131,13 +144,21 @@ fn parse_key_text(raw: &[u8], path: &Path) -> Result<Key> {
     let body = raw.strip_suffix(b"\n").unwrap_or(raw);
     let body = body.strip_suffix(b"\r").unwrap_or(body);
     if body.len() != 64 {
-        return Err(Error::KeyFileLength { path: path.to_owned(), found: body.len() });
+        return Err(Error::KeyFileLength {
+            path: path.to_owned(),
+            found: body.len(),
+        });
     }
     let mut b = [0u8; 32];
     for (i, pair) in body.chunks_exact(2).enumerate() {
-        let hi = hex_value(pair[0]).ok_or(Error::KeyFileNotHex { path: path.to_owned(), position: 2 * i })?;
-        let lo =
-            hex_value(pair[1]).ok_or(Error::KeyFileNotHex { path: path.to_owned(), position: 2 * i + 1 })?;
+        let hi = hex_value(pair[0]).ok_or(Error::KeyFileNotHex {
+            path: path.to_owned(),
+            position: 2 * i,
+        })?;
+        let lo = hex_value(pair[1]).ok_or(Error::KeyFileNotHex {
+            path: path.to_owned(),
+            position: 2 * i + 1,
+        })?;
         b[i] = (hi << 4) | lo;
     }
     let k = Key(b);
@@ -168,7 +189,10 @@ fn to_hex(b: &[u8]) -> String {
 
 /// A fresh temporary name beside `path` (same folder, so a link or rename stays atomic).
 fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let nonce = rand::rngs::OsRng.next_u64();
     path.with_file_name(format!(".{name}.{}.{nonce:016x}.tmp", std::process::id()))
 }
@@ -191,7 +215,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn sync_parent(path: &Path) {
     #[cfg(unix)]
     if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
@@ -212,8 +240,14 @@ mod tests {
 
     #[test]
     fn from_bytes_checks_length() {
-        assert!(matches!(Key::from_bytes(&[0; 31]), Err(Error::KeyLength { found: 31 })));
-        assert!(matches!(Key::from_bytes(&[0; 33]), Err(Error::KeyLength { found: 33 })));
+        assert!(matches!(
+            Key::from_bytes(&[0; 31]),
+            Err(Error::KeyLength { found: 31 })
+        ));
+        assert!(matches!(
+            Key::from_bytes(&[0; 33]),
+            Err(Error::KeyLength { found: 33 })
+        ));
         let k = Key::from_bytes(&[7; 32]).unwrap();
         assert_eq!(k.as_bytes(), &[7; 32]);
     }
@@ -244,7 +278,12 @@ mod tests {
         let k = Key::from_seed(5);
         let hex = to_hex(k.as_bytes());
         let p = Path::new("k");
-        for text in [hex.clone(), hex.to_uppercase(), format!("{hex}\n"), format!("{hex}\r\n")] {
+        for text in [
+            hex.clone(),
+            hex.to_uppercase(),
+            format!("{hex}\n"),
+            format!("{hex}\r\n"),
+        ] {
             assert_eq!(parse_key_text(text.as_bytes(), p).unwrap(), k);
         }
         assert!(matches!(
@@ -253,6 +292,9 @@ mod tests {
         ));
         let mut bad = hex.into_bytes();
         bad[10] = b'g';
-        assert!(matches!(parse_key_text(&bad, p), Err(Error::KeyFileNotHex { position: 10, .. })));
+        assert!(matches!(
+            parse_key_text(&bad, p),
+            Err(Error::KeyFileNotHex { position: 10, .. })
+        ));
     }
 }

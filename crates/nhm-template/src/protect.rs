@@ -62,7 +62,11 @@ impl KeyStream {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
             let bits = self.next_u64();
-            out.extend((0..64).take(n - out.len()).map(|j| if (bits >> j) & 1 == 1 { -1.0 } else { 1.0 }));
+            out.extend(
+                (0..64)
+                    .take(n - out.len())
+                    .map(|j| if (bits >> j) & 1 == 1 { -1.0 } else { 1.0 }),
+            );
         }
         out
     }
@@ -107,7 +111,10 @@ impl Protector {
     pub fn new(key: &Key, dim: usize) -> Result<Protector> {
         check_dim(dim)?;
         if !dim.is_power_of_two() {
-            return Err(Error::InvalidDimension { dim, reason: "the protection transform needs a power of two" });
+            return Err(Error::InvalidDimension {
+                dim,
+                reason: "the protection transform needs a power of two",
+            });
         }
         let mut s = KeyStream::new(PROTECTOR_CONTEXT, key, dim);
         let mut round = || (s.permutation(dim), s.signs(dim));
@@ -123,7 +130,10 @@ impl Protector {
     /// `R_k · e`, computed in f64. Errors on a wrong length or a NaN/infinite value.
     pub fn transform(&self, e: &[f32]) -> Result<Vec<f32>> {
         if e.len() != self.dim {
-            return Err(Error::DimensionMismatch { expected: self.dim, found: e.len() });
+            return Err(Error::DimensionMismatch {
+                expected: self.dim,
+                found: e.len(),
+            });
         }
         if let Some(index) = e.iter().position(|x| !x.is_finite()) {
             return Err(Error::NonFinite { index });
@@ -189,7 +199,7 @@ impl Pepper {
         let mut s = KeyStream::new(PEPPER_CONTEXT, key, dim);
         let perm = s.permutation(dim);
         let mut mask: Vec<u64> = (0..words_for(dim)).map(|_| s.next_u64()).collect();
-        if dim % 64 != 0 {
+        if !dim.is_multiple_of(64) {
             if let Some(last) = mask.last_mut() {
                 *last &= (1u64 << (dim % 64)) - 1;
             }
@@ -205,7 +215,10 @@ impl Pepper {
     /// Peppers a binary hashmap.
     pub fn apply(&self, h: &BinaryHashmap) -> Result<BinaryHashmap> {
         if h.dim() != self.dim {
-            return Err(Error::DimensionMismatch { expected: self.dim, found: h.dim() });
+            return Err(Error::DimensionMismatch {
+                expected: self.dim,
+                found: h.dim(),
+            });
         }
         let mut words = self.mask.clone();
         for (i, &p) in self.perm.iter().enumerate() {
@@ -220,7 +233,10 @@ impl Pepper {
             Hashmap::Binary(b) => Ok(Hashmap::Binary(self.apply(b)?)),
             Hashmap::Dense(d) => {
                 if d.dim() != self.dim {
-                    return Err(Error::DimensionMismatch { expected: self.dim, found: d.dim() });
+                    return Err(Error::DimensionMismatch {
+                        expected: self.dim,
+                        found: d.dim(),
+                    });
                 }
                 let v = d.values();
                 let values = self
@@ -249,20 +265,44 @@ mod tests {
     #[test]
     fn rejects_bad_dimensions_and_inputs() {
         let k = Key::from_seed(1);
-        assert!(matches!(Protector::new(&k, 0), Err(Error::InvalidDimension { .. })));
-        assert!(matches!(Protector::new(&k, 100), Err(Error::InvalidDimension { dim: 100, .. })));
-        assert!(matches!(Protector::new(&k, 131072), Err(Error::InvalidDimension { .. })));
+        assert!(matches!(
+            Protector::new(&k, 0),
+            Err(Error::InvalidDimension { .. })
+        ));
+        assert!(matches!(
+            Protector::new(&k, 100),
+            Err(Error::InvalidDimension { dim: 100, .. })
+        ));
+        assert!(matches!(
+            Protector::new(&k, 131072),
+            Err(Error::InvalidDimension { .. })
+        ));
         let p = Protector::new(&k, 8).unwrap();
-        assert!(matches!(p.transform(&[0.0; 7]), Err(Error::DimensionMismatch { expected: 8, found: 7 })));
+        assert!(matches!(
+            p.transform(&[0.0; 7]),
+            Err(Error::DimensionMismatch {
+                expected: 8,
+                found: 7
+            })
+        ));
         let mut e = [0.5f32; 8];
         e[3] = f32::NAN;
         assert!(matches!(p.binary(&e), Err(Error::NonFinite { index: 3 })));
         assert!(matches!(p.dense(&[0.0; 8]), Err(Error::ZeroNorm)));
         let pep = Pepper::new(&k, 8);
         let h = BinaryHashmap::from_signs(&[1.0; 16]);
-        assert!(matches!(pep.apply(&h), Err(Error::DimensionMismatch { expected: 8, found: 16 })));
+        assert!(matches!(
+            pep.apply(&h),
+            Err(Error::DimensionMismatch {
+                expected: 8,
+                found: 16
+            })
+        ));
         let d = Hashmap::Dense(DenseHashmap::new(vec![1.0; 4]).unwrap());
-        assert!(matches!(pep.apply_hashmap(&d), Err(Error::DimensionMismatch { .. })));
+        assert!(matches!(
+            pep.apply_hashmap(&d),
+            Err(Error::DimensionMismatch { .. })
+        ));
     }
 
     #[test]

@@ -89,9 +89,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert!(matches!(Threshold::for_target_fmr(&[], 0.1), Err(Error::NoScores)));
-        assert!(matches!(Threshold::for_target_fmr(&[0.1], 1.5), Err(Error::InvalidFmr { .. })));
-        assert!(matches!(Threshold::for_target_fmr(&[0.1], f64::NAN), Err(Error::InvalidFmr { .. })));
+        assert!(matches!(
+            Threshold::for_target_fmr(&[], 0.1),
+            Err(Error::NoScores)
+        ));
+        assert!(matches!(
+            Threshold::for_target_fmr(&[0.1], 1.5),
+            Err(Error::InvalidFmr { .. })
+        ));
+        assert!(matches!(
+            Threshold::for_target_fmr(&[0.1], f64::NAN),
+            Err(Error::InvalidFmr { .. })
+        ));
         assert!(matches!(
             Threshold::for_target_fmr(&[0.1, f64::NAN], 0.1),
             Err(Error::NonFiniteScore { index: 1 })

@@ -1,24 +1,309 @@
-//! Client mode: `nhm enroll|verify|identify --server URL` (being written).
+//! Client mode: `nhm enroll|verify|identify --server URL`. On the device: image → encoder →
+//! embedding → key → hashmap; only the hashmap goes over HTTP. `--template FILE` sends
+//! precomputed hashmaps instead (base64 lines, or the JSON lines of `nhm encode`), so no model
+//! is needed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nhm_data::loaders;
+use nhm_data::preprocess::{self, Fit};
+use nhm_template::{Hashmap, HashmapKind, Protector};
+use serde_json::{json, Value};
+
+/// Options shared by the client commands.
+#[derive(Debug, clap::Args)]
+pub struct ClientOpts {
+    /// Base URL of the server, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "NHM_SERVER")]
+    pub server: String,
+    /// Bearer token.
+    #[arg(long, env = "NHM_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// The client's secret key file (with --model).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Derive the key for this application (one key per server: unlinkable templates).
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Encoder checkpoint folder (with images).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Hashmap kind to make from images.
+    #[arg(long, default_value = "binary")]
+    pub kind: HashmapKind,
+    /// Precomputed hashmaps instead of images: a file of base64 lines or `nhm encode` JSON lines.
+    #[arg(long = "template")]
+    pub templates: Vec<PathBuf>,
+    /// Images (with --model and --key).
+    pub images: Vec<PathBuf>,
+}
 
 /// Arguments of `nhm enroll`.
 #[derive(Debug, clap::Args)]
-pub struct EnrollArgs {}
+pub struct EnrollArgs {
+    /// Subject id ([A-Za-z0-9._:@-], at most 128 characters).
+    #[arg(long)]
+    pub subject: String,
+    /// When the subject exists: create (fail, 409), append, or replace (re-keying).
+    #[arg(long, default_value = "create", value_parser = ["create", "append", "replace"])]
+    pub mode: String,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
 /// Arguments of `nhm verify`.
 #[derive(Debug, clap::Args)]
-pub struct VerifyArgs {}
+pub struct VerifyArgs {
+    /// The claimed subject id.
+    #[arg(long)]
+    pub subject: String,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
+
 /// Arguments of `nhm identify`.
 #[derive(Debug, clap::Args)]
-pub struct IdentifyArgs {}
+pub struct IdentifyArgs {
+    /// Most candidates to return.
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
 
-/// Runs `nhm enroll`.
-pub fn enroll(_a: EnrollArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+/// Reads hashmaps from a template file: one per non-empty line, base64 or JSON with `template`.
+fn read_template_file(path: &Path) -> Result<Vec<Hashmap>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let line = line.trim();
+        let b64 = if line.starts_with('{') {
+            let v: Value = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: bad JSON", path.display(), n + 1))?;
+            v["template"]
+                .as_str()
+                .with_context(|| format!("{}:{}: no \"template\" field", path.display(), n + 1))?
+                .to_owned()
+        } else {
+            line.to_owned()
+        };
+        let h = Hashmap::from_base64(&b64)
+            .with_context(|| format!("{}:{}: bad hashmap", path.display(), n + 1))?;
+        out.push(h);
+    }
+    Ok(out)
 }
-/// Runs `nhm verify`.
-pub fn verify(_a: VerifyArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+
+/// The hashmaps to send: from template files, or made from images with the encoder and key.
+fn hashmaps(c: &ClientOpts) -> Result<Vec<Hashmap>> {
+    let mut out = Vec::new();
+    for p in &c.templates {
+        out.extend(read_template_file(p)?);
+    }
+    if !c.images.is_empty() {
+        let (Some(model), Some(key)) = (&c.model, &c.key) else {
+            bail!("images need --model CKPT_DIR and --key KEYFILE (or use --template FILE)");
+        };
+        let encoder = nhm_model::Encoder::load(model)
+            .with_context(|| format!("loading the encoder from {}", model.display()))?;
+        let key = super::encode::load_key(key, c.app.as_deref())?;
+        let protector = Protector::new(&key, encoder.config().embedding_dim)?;
+        let size = encoder.config().input_size as u32;
+        let mut images = Vec::with_capacity(c.images.len());
+        for p in &c.images {
+            let img = loaders::load_image(p).with_context(|| format!("reading image {}", p.display()))?;
+            images.push(preprocess::fit(&img, size, Fit::CenterCropResize));
+        }
+        for e in encoder.embed(&images)? {
+            out.push(protector.protect(&e, c.kind)?);
+        }
+    }
+    if out.is_empty() {
+        bail!("nothing to send: give IMAGE... (with --model and --key) or --template FILE");
+    }
+    Ok(out)
 }
-/// Runs `nhm identify`.
-pub fn identify(_a: IdentifyArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+
+/// `server` + path segments, each segment escaped.
+fn url(server: &str, segments: &[&str]) -> Result<reqwest::Url> {
+    let mut u = reqwest::Url::parse(server).with_context(|| format!("bad server URL {server:?}"))?;
+    u.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("server URL {server:?} cannot take a path"))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(u)
+}
+
+/// Sends a JSON request and returns the JSON answer; a server error becomes an error with the
+/// server's code and message.
+fn send(c: &ClientOpts, method: reqwest::Method, segments: &[&str], body: &Value) -> Result<Value> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("building the HTTP client")?;
+    let u = url(&c.server, segments)?;
+    let resp = client
+        .request(method, u.clone())
+        .bearer_auth(&c.token)
+        .json(body)
+        .send()
+        .with_context(|| format!("sending to {u}"))?;
+    let status = resp.status();
+    let v: Value = resp.json().unwrap_or(Value::Null);
+    if !status.is_success() {
+        let code = v["error"]["code"].as_str().unwrap_or("?");
+        let msg = v["error"]["message"].as_str().unwrap_or("");
+        bail!("server answered {status}: {code}: {msg}");
+    }
+    Ok(v)
+}
+
+fn print(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Runs `nhm enroll`: prints the subject's metadata after the durable write.
+pub fn enroll(a: EnrollArgs) -> Result<()> {
+    let ts: Vec<String> = hashmaps(&a.client)?.iter().map(Hashmap::to_base64).collect();
+    let body = json!({ "templates": ts, "mode": a.mode });
+    print(&send(
+        &a.client,
+        reqwest::Method::POST,
+        &["v1", "subjects", &a.subject, "templates"],
+        &body,
+    )?)
+}
+
+/// Runs `nhm verify`: prints `{"match": bool}` (and the score when the server returns scores).
+pub fn verify(a: VerifyArgs) -> Result<()> {
+    let ts = hashmaps(&a.client)?;
+    if ts.len() != 1 {
+        bail!("verify takes exactly one probe, got {}", ts.len());
+    }
+    let body = json!({ "template": ts[0].to_base64() });
+    print(&send(
+        &a.client,
+        reqwest::Method::POST,
+        &["v1", "subjects", &a.subject, "verify"],
+        &body,
+    )?)
+}
+
+/// Runs `nhm identify`: prints the candidates above the server's threshold, best first.
+pub fn identify(a: IdentifyArgs) -> Result<()> {
+    let ts = hashmaps(&a.client)?;
+    if ts.len() != 1 {
+        bail!("identify takes exactly one probe, got {}", ts.len());
+    }
+    let body = json!({ "template": ts[0].to_base64(), "k": a.k });
+    print(&send(
+        &a.client,
+        reqwest::Method::POST,
+        &["v1", "identify"],
+        &body,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_escape_segments() {
+        let u = url("http://127.0.0.1:8080/", &["v1", "subjects", "a/b c", "verify"]).unwrap();
+        assert_eq!(u.as_str(), "http://127.0.0.1:8080/v1/subjects/a%2Fb%20c/verify");
+        assert!(url("not a url", &["v1"]).is_err());
+    }
+
+    #[test]
+    fn template_files_take_base64_and_encode_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Hashmap::Binary(nhm_server::index::synthetic_binary(1, 2, 256).unwrap());
+        let p = dir.path().join("t.txt");
+        let json_line = json!({ "template": h.to_base64(), "subject": "x" }).to_string();
+        std::fs::write(&p, format!("{}\n\n{json_line}\n", h.to_base64())).unwrap();
+        assert_eq!(read_template_file(&p).unwrap(), vec![h.clone(), h]);
+        std::fs::write(&p, "garbage\n").unwrap();
+        assert!(read_template_file(&p).is_err());
+    }
+
+    #[test]
+    fn enroll_and_verify_against_a_running_server() {
+        use nhm_server::{AppState, Config, EmbeddedStore, Role, Tokens};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let threshold = nhm_template::Threshold {
+            score: 0.9,
+            target_fmr: 1e-3,
+            measured_fmr: 0.0,
+            impostor_comparisons: 0,
+        };
+        let cfg = Config {
+            threshold: Some(threshold),
+            ..Config::default()
+        };
+        let tokens = Tokens::from_plain(&[("t", Role::Admin, "tok")]);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let state = rt
+            .block_on(AppState::new(cfg, Arc::new(store), tokens, None))
+            .unwrap();
+        rt.spawn(nhm_server::server::serve_on(listener, state));
+        let h = Hashmap::Binary(nhm_server::index::synthetic_binary(1, 2, 256).unwrap());
+        let p = dir.path().join("t.txt");
+        std::fs::write(&p, h.to_base64()).unwrap();
+        let opts = |token: &str| ClientOpts {
+            server: format!("http://{addr}"),
+            token: token.into(),
+            key: None,
+            app: None,
+            model: None,
+            kind: HashmapKind::Binary,
+            templates: vec![p.clone()],
+            images: vec![],
+        };
+        enroll(EnrollArgs {
+            subject: "alice".into(),
+            mode: "create".into(),
+            client: opts("tok"),
+        })
+        .unwrap();
+        verify(VerifyArgs {
+            subject: "alice".into(),
+            client: opts("tok"),
+        })
+        .unwrap();
+        identify(IdentifyArgs {
+            k: 3,
+            client: opts("tok"),
+        })
+        .unwrap();
+        let dup = enroll(EnrollArgs {
+            subject: "alice".into(),
+            mode: "create".into(),
+            client: opts("tok"),
+        });
+        assert!(format!("{:#}", dup.unwrap_err()).contains("409"));
+        let bad = verify(VerifyArgs {
+            subject: "alice".into(),
+            client: opts("wrong"),
+        });
+        assert!(format!("{:#}", bad.unwrap_err()).contains("unauthorized"));
+        let none = verify(VerifyArgs {
+            subject: "alice".into(),
+            client: ClientOpts {
+                templates: vec![],
+                ..opts("tok")
+            },
+        });
+        assert!(none.is_err());
+    }
 }

@@ -92,7 +92,11 @@ fn preview(a: PreviewArgs) -> anyhow::Result<()> {
     if a.max_subjects == 0 || a.max_samples == 0 {
         anyhow::bail!("--max-subjects and --max-samples must be at least 1");
     }
-    let opts = LoadOptions { size: a.size, fit: a.fit, min_samples_per_subject: 1 };
+    let opts = LoadOptions {
+        size: a.size,
+        fit: a.fit,
+        min_samples_per_subject: 1,
+    };
     let sp = crate::progress::spinner("load");
     sp.set_message(a.path.display().to_string());
     let result = match a.layout {
@@ -102,7 +106,9 @@ fn preview(a: PreviewArgs) -> anyhow::Result<()> {
     sp.finish_and_clear();
     let ds = result.with_context(|| format!("reading {}", a.path.display()))?;
     let sheet = nhm_data::synth::contact_sheet(&ds, a.max_subjects, a.max_samples);
-    sheet.save(&a.out).with_context(|| format!("writing {}", a.out.display()))?;
+    sheet
+        .save(&a.out)
+        .with_context(|| format!("writing {}", a.out.display()))?;
     let rows = ds.n_subjects().min(a.max_subjects);
     println!(
         "{}: {} subjects x up to {} samples of {} ({} layout, {}x{} px, fit {}), {} problem(s) while reading",

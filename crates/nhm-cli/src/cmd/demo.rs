@@ -9,7 +9,7 @@ use nhm_model::{EncoderConfig, LossKind, TrainConfig};
 use nhm_template::{Fusion, Gallery, Protector, Threshold};
 use serde_json::json;
 
-use crate::pipeline::{self, EvalOptions, Embedded};
+use crate::pipeline::{self, Embedded, EvalOptions};
 use crate::source::DataArgs;
 use crate::training::{pct, train_with_progress};
 
@@ -55,13 +55,18 @@ pub fn run(args: Args) -> Result<()> {
     let defaults = TrainConfig::default();
     let cfg = TrainConfig {
         loss,
-        epochs: args.epochs.unwrap_or(if args.quick { 3 } else { defaults.epochs }),
+        epochs: args
+            .epochs
+            .unwrap_or(if args.quick { 3 } else { defaults.epochs }),
         seed: args.seed,
         ..defaults
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
-    println!("1/5 generating {} synthetic fingers x {} impressions ({} px)", data.subjects, data.impressions, enc.input_size);
+    println!(
+        "1/5 generating {} synthetic fingers x {} impressions ({} px)",
+        data.subjects, data.impressions, enc.input_size
+    );
     let ds = data.load(enc.input_size as u32)?;
     let splits = data.split(&ds)?;
     println!(
@@ -71,7 +76,11 @@ pub fn run(args: Args) -> Result<()> {
         splits.test.n_subjects()
     );
 
-    println!("2/5 training the encoder ({} loss, up to {} epochs)", cfg.loss.name(), cfg.epochs);
+    println!(
+        "2/5 training the encoder ({} loss, up to {} epochs)",
+        cfg.loss.name(),
+        cfg.epochs
+    );
     let t_train = Instant::now();
     let model_dir = args.out.join("model");
     let outcome = train_with_progress(&splits.train, &splits.val, &enc, &cfg, Some(&model_dir), None)?;
@@ -79,15 +88,24 @@ pub fn run(args: Args) -> Result<()> {
     println!(
         "    best epoch {} (val EER {}), {:.0} s, checkpoint in {}",
         outcome.best_epoch,
-        outcome.history.get(outcome.best_epoch.saturating_sub(1)).map_or("-".into(), |h| pct(h.val_eer)),
+        outcome
+            .history
+            .get(outcome.best_epoch.saturating_sub(1))
+            .map_or("-".into(), |h| pct(h.val_eer)),
         train_s,
         model_dir.display()
     );
 
-    println!("3/5 encoding and evaluating {} unseen fingers", splits.test.n_subjects());
+    println!(
+        "3/5 encoding and evaluating {} unseen fingers",
+        splits.test.n_subjects()
+    );
     let opts = EvalOptions {
         seed: args.seed,
-        protocol: nhm_eval::protocol::Protocol { seed: args.seed, ..Default::default() },
+        protocol: nhm_eval::protocol::Protocol {
+            seed: args.seed,
+            ..Default::default()
+        },
         target_fmr: 1e-3,
         fvc_protocol: false,
         config: json!({
@@ -103,19 +121,43 @@ pub fn run(args: Args) -> Result<()> {
         }),
         title: "Neural Hashmaps demo: synthetic fingerprints, unseen subjects".into(),
     };
-    let report = pipeline::evaluate_encoder(&outcome.encoder, &splits.test, Some(&splits.val), &opts, &args.out)?;
+    let report = pipeline::evaluate_encoder(
+        &outcome.encoder,
+        &splits.test,
+        Some(&splits.val),
+        &opts,
+        &args.out,
+    )?;
 
     println!("4/5 enrolling, verifying and identifying with binary hashmaps");
-    let threshold: Threshold = serde_json::from_str(&std::fs::read_to_string(args.out.join("threshold.json"))?)?;
+    let threshold: Threshold =
+        serde_json::from_str(&std::fs::read_to_string(args.out.join("threshold.json"))?)?;
     session(&outcome.encoder, &splits.test, &threshold, args.seed)?;
 
     println!("5/5 report");
-    println!("    {:<36} {:>9} {:>12} {:>16}", "system", "EER", "FNMR@0.1%", "rank-1 (1 enrol)");
+    println!(
+        "    {:<36} {:>9} {:>12} {:>16}",
+        "system", "EER", "FNMR@0.1%", "rank-1 (1 enrol)"
+    );
     for s in &report.systems {
         let f = &s.figures;
-        let at = f.fnmr_at_fmr.iter().find(|x| (x.fmr_target - 1e-3).abs() < 1e-12).map_or(f64::NAN, |x| x.fnmr);
-        let r1 = f.identification.iter().find(|r| r.enrolled == 1).map_or(f64::NAN, |r| r.rank1);
-        println!("    {:<36} {:>9} {:>12} {:>16}", s.name, pct(f.eer), pct(at), pct(r1));
+        let at = f
+            .fnmr_at_fmr
+            .iter()
+            .find(|x| (x.fmr_target - 1e-3).abs() < 1e-12)
+            .map_or(f64::NAN, |x| x.fnmr);
+        let r1 = f
+            .identification
+            .iter()
+            .find(|r| r.enrolled == 1)
+            .map_or(f64::NAN, |r| r.rank1);
+        println!(
+            "    {:<36} {:>9} {:>12} {:>16}",
+            s.name,
+            pct(f.eer),
+            pct(at),
+            pct(r1)
+        );
     }
     println!(
         "    report: {} (also report.md, report.json)",
@@ -128,9 +170,17 @@ pub fn run(args: Args) -> Result<()> {
 /// The client/server picture in miniature: every evaluation finger enrols its first impression
 /// as a binary hashmap; each second impression verifies against its own finger and, as an
 /// impostor, against the next finger; each second impression is also identified 1:N.
-fn session(encoder: &nhm_model::Encoder, test: &nhm_data::Dataset, threshold: &Threshold, seed: u64) -> Result<()> {
+fn session(
+    encoder: &nhm_model::Encoder,
+    test: &nhm_data::Dataset,
+    threshold: &Threshold,
+    seed: u64,
+) -> Result<()> {
     let emb = Embedded::new(encoder, test)?;
-    let protector = Protector::new(&pipeline::application_key(seed, "evaluation"), encoder.config().embedding_dim)?;
+    let protector = Protector::new(
+        &pipeline::application_key(seed, "evaluation"),
+        encoder.config().embedding_dim,
+    )?;
     let mut gallery = Gallery::new(protector.dim());
     let mut probes = Vec::new();
     for (s, e) in emb.samples.iter().zip(&emb.embeddings) {
@@ -152,7 +202,10 @@ fn session(encoder: &nhm_model::Encoder, test: &nhm_data::Dataset, threshold: &T
             impostor_ok += usize::from(threshold.accepts(s));
         }
         let top = gallery.identify(h, 1, Fusion::Best)?;
-        ident_ok += usize::from(top.first().is_some_and(|c| &c.subject == label && threshold.accepts(c.score)));
+        ident_ok += usize::from(
+            top.first()
+                .is_some_and(|c| &c.subject == label && threshold.accepts(c.score)),
+        );
     }
     let n = probes.len();
     println!(

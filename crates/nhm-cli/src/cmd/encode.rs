@@ -1,10 +1,168 @@
-//! `nhm encode` (being written).
+//! `nhm encode`: samples → encoder → key → hashmaps, as JSON lines. This is the client side of
+//! DESIGN.md §1: what leaves the device is only what this command writes.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use nhm_data::loaders::{self, LoadOptions};
+use nhm_data::preprocess::{self, Fit};
+use nhm_template::{HashmapKind, Key, Protector};
+use serde::Serialize;
 
 /// Arguments of `nhm encode`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Checkpoint folder written by `nhm train` or `nhm demo`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The client's secret key file (`nhm key new`).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Derive the per-application key for this application name from the key file first.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// `binary` (the default, what a server stores) or `dense` (for research comparisons).
+    #[arg(long, default_value = "binary")]
+    pub kind: HashmapKind,
+    /// Output file (JSON lines: source, subject, sample, kind, dim, key fingerprint, base64 template).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Image files, or one dataset folder.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+}
+
+/// One line of `nhm encode`'s output.
+#[derive(Debug, Serialize)]
+pub struct EncodedLine {
+    /// The file the sample came from.
+    pub source: String,
+    /// The subject label, when the input was a dataset folder.
+    pub subject: Option<String>,
+    /// The sample index within its subject, when the input was a dataset folder.
+    pub sample: Option<u32>,
+    /// `binary` or `dense`.
+    pub kind: HashmapKind,
+    /// Template dimension.
+    pub dim: usize,
+    /// Public fingerprint of the key used (never the key).
+    pub key_fingerprint: String,
+    /// The hashmap in the versioned wire format, base64.
+    pub template: String,
+}
+
+/// One sample to encode, with where it came from.
+pub struct Input {
+    /// The file it was read from.
+    pub source: String,
+    /// The subject label, when read from a dataset folder.
+    pub subject: Option<String>,
+    /// The sample index within its subject, when read from a dataset folder.
+    pub sample: Option<u32>,
+    /// The image, fitted to the model's input size.
+    pub image: nhm_data::GrayImage,
+}
+
+/// Reads image files (decoded, grey, fitted to `size`) or one dataset folder.
+pub fn read_inputs(inputs: &[PathBuf], size: u32) -> Result<Vec<Input>> {
+    if let [dir] = inputs {
+        if dir.is_dir() {
+            let ds = loaders::open(
+                dir,
+                &LoadOptions {
+                    size,
+                    ..Default::default()
+                },
+            )
+            .with_context(|| format!("reading dataset {}", dir.display()))?;
+            for p in &ds.problems {
+                eprintln!("warning: skipped {}: {}", p.path.display(), p.message);
+            }
+            return Ok(ds
+                .samples
+                .into_iter()
+                .map(|s| {
+                    let source = s.source.map(|p| p.display().to_string()).unwrap_or_default();
+                    Input { source, subject: Some(s.subject_label), sample: Some(s.index), image: s.image }
+                })
+                .collect());
+        }
+    }
+    inputs
+        .iter()
+        .map(|p| {
+            let img = loaders::load_image(p).with_context(|| format!("reading image {}", p.display()))?;
+            let image = preprocess::fit(&img, size, Fit::CenterCropResize);
+            Ok(Input { source: p.display().to_string(), subject: None, sample: None, image })
+        })
+        .collect()
+}
+
+/// Loads a key file, derived for `app` when given.
+pub fn load_key(path: &Path, app: Option<&str>) -> Result<Key> {
+    let key = Key::load(path).with_context(|| format!("reading key {}", path.display()))?;
+    Ok(match app {
+        Some(a) => key.for_application(a),
+        None => key,
+    })
+}
+
+/// Writes `text` to `path` through a temporary file and a rename: never half a file.
+pub fn write_atomically(path: &Path, text: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("out")
+    ));
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(text)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
 
 /// Runs `nhm encode`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("nhm encode is not built yet")
+pub fn run(args: Args) -> Result<()> {
+    let encoder = nhm_model::Encoder::load(&args.model)
+        .with_context(|| format!("loading the encoder from {}", args.model.display()))?;
+    let key = load_key(&args.key, args.app.as_deref())?;
+    let protector = Protector::new(&key, encoder.config().embedding_dim)?;
+    let samples = read_inputs(&args.inputs, encoder.config().input_size as u32)?;
+    let pb = crate::progress::bar(samples.len() as u64, "encode");
+    let mut out = Vec::new();
+    for chunk in samples.chunks(64) {
+        let images: Vec<_> = chunk.iter().map(|s| s.image.clone()).collect();
+        let embeddings = encoder.embed(&images)?;
+        for (input, e) in chunk.iter().zip(embeddings) {
+            let h = protector.protect(&e, args.kind)?;
+            let line = EncodedLine {
+                source: input.source.clone(),
+                subject: input.subject.clone(),
+                sample: input.sample,
+                kind: args.kind,
+                dim: h.dim(),
+                key_fingerprint: key.fingerprint(),
+                template: h.to_base64(),
+            };
+            serde_json::to_writer(&mut out, &line)?;
+            out.push(b'\n');
+        }
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    write_atomically(&args.out, &out)?;
+    println!(
+        "{} hashmaps ({}) written to {}",
+        samples.len(),
+        args.kind,
+        args.out.display()
+    );
+    Ok(())
 }

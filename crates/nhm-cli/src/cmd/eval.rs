@@ -43,11 +43,17 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("loading the encoder from {}", args.model.display()))?;
     let ds = args.data.load(encoder.config().input_size as u32)?;
     let splits = args.data.split(&ds)?;
-    anyhow::ensure!(splits.test.n_subjects() >= 2, "fewer than two evaluation subjects: raise --eval-fraction");
+    anyhow::ensure!(
+        splits.test.n_subjects() >= 2,
+        "fewer than two evaluation subjects: raise --eval-fraction"
+    );
     let dev = (splits.val.n_subjects() >= 2).then_some(&splits.val);
     let opts = EvalOptions {
         seed: args.seed,
-        protocol: nhm_eval::protocol::Protocol { seed: args.seed, ..Default::default() },
+        protocol: nhm_eval::protocol::Protocol {
+            seed: args.seed,
+            ..Default::default()
+        },
         target_fmr: args.target_fmr,
         fvc_protocol: fvc,
         config: json!({
@@ -63,11 +69,25 @@ pub fn run(args: Args) -> Result<()> {
         title: format!("Neural Hashmaps evaluation: {}", args.data.describe()),
     };
     let report = pipeline::evaluate_encoder(&encoder, &splits.test, dev, &opts, &args.out)?;
-    println!("{:<36} {:>9} {:>10} {:>10} {:>8}", "system", "EER", "genuine", "impostor", "rank-1");
+    println!(
+        "{:<36} {:>9} {:>10} {:>10} {:>8}",
+        "system", "EER", "genuine", "impostor", "rank-1"
+    );
     for s in &report.systems {
         let f = &s.figures;
-        let r1 = f.identification.iter().find(|r| r.enrolled == 1).map_or(f64::NAN, |r| r.rank1);
-        println!("{:<36} {:>9} {:>10} {:>10} {:>8}", s.name, pct(f.eer), f.genuine_pairs, f.impostor_pairs, pct(r1));
+        let r1 = f
+            .identification
+            .iter()
+            .find(|r| r.enrolled == 1)
+            .map_or(f64::NAN, |r| r.rank1);
+        println!(
+            "{:<36} {:>9} {:>10} {:>10} {:>8}",
+            s.name,
+            pct(f.eer),
+            f.genuine_pairs,
+            f.impostor_pairs,
+            pct(r1)
+        );
     }
     println!("report: {}", args.out.join("report.html").display());
     Ok(())

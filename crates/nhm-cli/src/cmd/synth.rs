@@ -49,7 +49,11 @@ pub struct Args {
 
 /// Runs `nhm synth`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut variation = if args.clean { Variation::none() } else { Variation::default() };
+    let mut variation = if args.clean {
+        Variation::none()
+    } else {
+        Variation::default()
+    };
     if let Some(v) = args.max_rotation {
         variation.max_rotation_deg = v;
     }
@@ -71,7 +75,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let total = cfg.subjects as u64 * cfg.impressions as u64;
     let pb = crate::progress::bar(total, "generate");
     let t0 = Instant::now();
-    let ds = cfg.generate_with(&|n| pb.inc(n as u64)).context("generating synthetic fingerprints")?;
+    let ds = cfg
+        .generate_with(&|n| pb.inc(n as u64))
+        .context("generating synthetic fingerprints")?;
     let secs = t0.elapsed().as_secs_f64();
     pb.finish_and_clear();
     println!(

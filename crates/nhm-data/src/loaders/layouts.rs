@@ -45,7 +45,13 @@ pub(crate) fn parse(layout: Layout, f: &FileEntry) -> Option<Planned> {
         Layout::FolderPerIdentity => parse_folder(f)?,
         Layout::Synthetic => return None,
     };
-    Some(Planned { path: f.path.clone(), subject_label, subject_key, sample_key, rel: f.rel.clone() })
+    Some(Planned {
+        path: f.path.clone(),
+        subject_label,
+        subject_key,
+        sample_key,
+        rel: f.rel.clone(),
+    })
 }
 
 type Parsed = (String, Vec<u64>, Vec<u64>);
@@ -80,7 +86,9 @@ fn parse_socofing(f: &FileEntry) -> Option<Parsed> {
         [s, h, f, w, a] => (*s, *h, *f, *w, Some(*a)),
         _ => return None,
     };
-    if !(sex.eq_ignore_ascii_case("m") || sex.eq_ignore_ascii_case("f")) || !word.eq_ignore_ascii_case("finger") {
+    if !(sex.eq_ignore_ascii_case("m") || sex.eq_ignore_ascii_case("f"))
+        || !word.eq_ignore_ascii_case("finger")
+    {
         return None;
     }
     let hand_k = if hand.eq_ignore_ascii_case("left") {
@@ -94,16 +102,29 @@ fn parse_socofing(f: &FileEntry) -> Option<Parsed> {
     let finger_k = SOCOFING_FINGERS.iter().position(|x| *x == finger_lc)? as u64;
     let alt_k = match alteration {
         None => 0,
-        Some(a) => 1 + SOCOFING_ALTERATIONS.iter().position(|x| a.eq_ignore_ascii_case(x))? as u64,
+        Some(a) => {
+            1 + SOCOFING_ALTERATIONS
+                .iter()
+                .position(|x| a.eq_ignore_ascii_case(x))? as u64
+        }
     };
     // Canonical spelling, so `left`/`Left` in different folders name the same identity.
     let hand_label = if hand_k == 0 { "Left" } else { "Right" };
-    Some((format!("{sk}_{hand_label}_{finger_lc}"), vec![sk, hand_k, finger_k], vec![alt_k]))
+    Some((
+        format!("{sk}_{hand_label}_{finger_lc}"),
+        vec![sk, hand_k, finger_k],
+        vec![alt_k],
+    ))
 }
 
 fn parse_orl(f: &FileEntry) -> Option<Parsed> {
-    let [dir, name] = f.rel.as_slice() else { return None };
-    let n = dir.strip_prefix('s').or_else(|| dir.strip_prefix('S')).and_then(number)?;
+    let [dir, name] = f.rel.as_slice() else {
+        return None;
+    };
+    let n = dir
+        .strip_prefix('s')
+        .or_else(|| dir.strip_prefix('S'))
+        .and_then(number)?;
     let k = number(stem(name)?)?;
     Some((dir.clone(), vec![n], vec![k]))
 }
@@ -128,7 +149,12 @@ pub(crate) fn sort_planned(v: &mut [Planned]) {
 }
 
 /// The layouts tried by [`detect`], in order of precedence (most specific first).
-const CANDIDATES: [Layout; 4] = [Layout::Socofing, Layout::Fvc, Layout::Orl, Layout::FolderPerIdentity];
+const CANDIDATES: [Layout; 4] = [
+    Layout::Socofing,
+    Layout::Fvc,
+    Layout::Orl,
+    Layout::FolderPerIdentity,
+];
 
 /// Picks the layout that explains more than half of the readable images under the root.
 pub(crate) fn detect(root: &Path, scan: &Scan) -> Result<Layout> {
@@ -150,16 +176,25 @@ pub(crate) fn detect(root: &Path, scan: &Scan) -> Result<Layout> {
             Some(p) => format!("no file in a readable image format (for example {})", p.display()),
             None => "no image files".to_string(),
         };
-        return Err(Error::Empty { path: root.to_path_buf(), reason });
+        return Err(Error::Empty {
+            path: root.to_path_buf(),
+            reason,
+        });
     }
-    let counts: Vec<usize> =
-        CANDIDATES.iter().map(|&l| images.iter().filter(|f| parse(l, f).is_some()).count()).collect();
+    let counts: Vec<usize> = CANDIDATES
+        .iter()
+        .map(|&l| images.iter().filter(|f| parse(l, f).is_some()).count())
+        .collect();
     for (l, &c) in CANDIDATES.iter().zip(&counts) {
         if 2 * c > images.len() {
             return Ok(*l);
         }
     }
-    let detail: Vec<String> = CANDIDATES.iter().zip(&counts).map(|(l, c)| format!("{c} fit {l:?}")).collect();
+    let detail: Vec<String> = CANDIDATES
+        .iter()
+        .zip(&counts)
+        .map(|(l, c)| format!("{c} fit {l:?}"))
+        .collect();
     Err(Error::UnknownLayout {
         path: root.to_path_buf(),
         reason: format!(
@@ -175,13 +210,19 @@ mod tests {
     use super::*;
 
     fn fe(rel: &str) -> FileEntry {
-        FileEntry { path: PathBuf::from(rel), rel: rel.split('/').map(String::from).collect() }
+        FileEntry {
+            path: PathBuf::from(rel),
+            rel: rel.split('/').map(String::from).collect(),
+        }
     }
 
     #[test]
     fn fvc_names() {
         let p = parse(Layout::Fvc, &fe("101_3.TIF")).expect("fits");
-        assert_eq!((p.subject_label.as_str(), p.subject_key, p.sample_key), ("101", vec![101], vec![3]));
+        assert_eq!(
+            (p.subject_label.as_str(), p.subject_key, p.sample_key),
+            ("101", vec![101], vec![3])
+        );
         assert!(parse(Layout::Fvc, &fe("101-3.tif")).is_none());
         assert!(parse(Layout::Fvc, &fe("a_3.tif")).is_none());
         assert!(parse(Layout::Fvc, &fe("sub/101_3.tif")).is_none());
@@ -192,7 +233,11 @@ mod tests {
         let p = parse(Layout::Socofing, &fe("Real/1__M_Left_index_finger.BMP")).expect("fits");
         assert_eq!(p.subject_label, "1_Left_index");
         assert_eq!(p.sample_key, vec![0]);
-        let q = parse(Layout::Socofing, &fe("Altered/Altered-Easy/1__M_Left_index_finger_Zcut.BMP")).expect("fits");
+        let q = parse(
+            Layout::Socofing,
+            &fe("Altered/Altered-Easy/1__M_Left_index_finger_Zcut.BMP"),
+        )
+        .expect("fits");
         assert_eq!(q.subject_label, "1_Left_index");
         assert_eq!(q.sample_key, vec![3]);
         let r = parse(Layout::Socofing, &fe("600__F_Right_little_finger_Obl.bmp")).expect("fits");
@@ -212,7 +257,10 @@ mod tests {
     #[test]
     fn orl_names() {
         let p = parse(Layout::Orl, &fe("s12/3.pgm")).expect("fits");
-        assert_eq!((p.subject_label.as_str(), p.subject_key, p.sample_key), ("s12", vec![12], vec![3]));
+        assert_eq!(
+            (p.subject_label.as_str(), p.subject_key, p.sample_key),
+            ("s12", vec![12], vec![3])
+        );
         assert!(parse(Layout::Orl, &fe("3.pgm")).is_none());
         assert!(parse(Layout::Orl, &fe("x12/3.pgm")).is_none());
         assert!(parse(Layout::Orl, &fe("s12/a.pgm")).is_none());

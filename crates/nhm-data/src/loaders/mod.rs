@@ -81,7 +81,11 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { size: 96, fit: Fit::CenterCropResize, min_samples_per_subject: 1 }
+        LoadOptions {
+            size: 96,
+            fit: Fit::CenterCropResize,
+            min_samples_per_subject: 1,
+        }
     }
 }
 
@@ -126,7 +130,13 @@ pub fn load_image(path: &Path) -> Result<GrayImage> {
     let reader = ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
         .map_err(|e| Error::io(path, e))?;
-    let img = reader.decode().and_then(to_gray).map_err(|source| Error::Decode { path: path.into(), source })?;
+    let img = reader
+        .decode()
+        .and_then(to_gray)
+        .map_err(|source| Error::Decode {
+            path: path.into(),
+            source,
+        })?;
     Ok(img)
 }
 
@@ -136,7 +146,9 @@ pub fn load_image(path: &Path) -> Result<GrayImage> {
 /// # Errors
 /// The decoder's error, also for an unknown format and an image with a zero side.
 pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<GrayImage, ImageError> {
-    let reader = ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(ImageError::IoError)?;
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(ImageError::IoError)?;
     reader.decode().and_then(to_gray)
 }
 
@@ -162,7 +174,10 @@ fn plan(layout: Layout, s: scan::Scan) -> Plan {
     for f in &s.files {
         match classify(f.name()) {
             FileKind::Ignored => {}
-            FileKind::Unsupported(why) => problems.push(Problem { path: f.path.clone(), message: why }),
+            FileKind::Unsupported(why) => problems.push(Problem {
+                path: f.path.clone(),
+                message: why,
+            }),
             FileKind::Image => match parse(layout, f) {
                 Some(p) => planned.push(p),
                 None => problems.push(Problem {
@@ -251,23 +266,38 @@ fn group<T>(planned: Vec<Planned>, decoded: Vec<Decoded<T>>, problems: &mut Vec<
         let item = match d {
             Ok((t, size)) => (t, size, p.path),
             Err(e) => {
-                problems.push(Problem { path: p.path, message: format!("cannot decode image: {e}") });
+                problems.push(Problem {
+                    path: p.path,
+                    message: format!("cannot decode image: {e}"),
+                });
                 continue;
             }
         };
         match groups.last_mut() {
             Some(g) if g.label == p.subject_label => g.items.push(item),
-            _ => groups.push(Group { label: p.subject_label, items: vec![item] }),
+            _ => groups.push(Group {
+                label: p.subject_label,
+                items: vec![item],
+            }),
         }
     }
     groups
 }
 
 /// Drops subjects below the minimum and reports those too small to form a mated pair.
-fn filter_groups<T>(groups: Vec<Group<T>>, min: usize, root: &Path, problems: &mut Vec<Problem>) -> Vec<Group<T>> {
+fn filter_groups<T>(
+    groups: Vec<Group<T>>,
+    min: usize,
+    root: &Path,
+    problems: &mut Vec<Problem>,
+) -> Vec<Group<T>> {
     let mut kept = Vec::with_capacity(groups.len());
     for g in groups {
-        let folder_or_first = g.items.first().map(|i| i.2.clone()).unwrap_or_else(|| root.to_path_buf());
+        let folder_or_first = g
+            .items
+            .first()
+            .map(|i| i.2.clone())
+            .unwrap_or_else(|| root.to_path_buf());
         if g.items.len() < min {
             problems.push(Problem {
                 path: folder_or_first,
@@ -282,7 +312,10 @@ fn filter_groups<T>(groups: Vec<Group<T>>, min: usize, root: &Path, problems: &m
         if g.items.len() == 1 {
             problems.push(Problem {
                 path: folder_or_first,
-                message: format!("subject {} has only 1 sample: no mated pair can be formed", g.label),
+                message: format!(
+                    "subject {} has only 1 sample: no mated pair can be formed",
+                    g.label
+                ),
             });
         }
         kept.push(g);
@@ -293,15 +326,24 @@ fn filter_groups<T>(groups: Vec<Group<T>>, min: usize, root: &Path, problems: &m
 fn open_scanned(root: &Path, layout: Layout, s: scan::Scan, opts: &LoadOptions) -> Result<Dataset> {
     check_layout(layout)?;
     if opts.size == 0 {
-        return Err(Error::InvalidParameter { name: "size", reason: "the input size must be at least 1 pixel".into() });
+        return Err(Error::InvalidParameter {
+            name: "size",
+            reason: "the input size must be at least 1 pixel".into(),
+        });
     }
-    let Plan { planned, mut problems } = plan(layout, s);
+    let Plan {
+        planned,
+        mut problems,
+    } = plan(layout, s);
     let (size, policy) = (opts.size, opts.fit);
     let decoded = decode_all(&planned, |img| fit(&img, size, policy));
     let groups = group(planned, decoded, &mut problems);
     let groups = filter_groups(groups, opts.min_samples_per_subject, root, &mut problems);
     if groups.is_empty() {
-        return Err(Error::Empty { path: root.to_path_buf(), reason: empty_reason(layout, &problems) });
+        return Err(Error::Empty {
+            path: root.to_path_buf(),
+            reason: empty_reason(layout, &problems),
+        });
     }
     let mut subjects = Vec::with_capacity(groups.len());
     let mut samples = Vec::new();
@@ -329,7 +371,13 @@ fn open_scanned(root: &Path, layout: Layout, s: scan::Scan, opts: &LoadOptions) 
     for p in &problems {
         tracing::debug!(path = %p.path.display(), "{}", p.message);
     }
-    Ok(Dataset { layout, root: Some(root.to_path_buf()), subjects, samples, problems })
+    Ok(Dataset {
+        layout,
+        root: Some(root.to_path_buf()),
+        subjects,
+        samples,
+        problems,
+    })
 }
 
 fn empty_reason(layout: Layout, problems: &[Problem]) -> String {
@@ -367,7 +415,10 @@ pub struct Inspection {
     pub problems: Vec<Problem>,
 }
 
-fn sizes_as_strings<S: serde::Serializer>(m: &BTreeMap<(u32, u32), usize>, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn sizes_as_strings<S: serde::Serializer>(
+    m: &BTreeMap<(u32, u32), usize>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.collect_map(m.iter().map(|((w, h), n)| (format!("{w}x{h}"), *n)))
 }
 
@@ -399,9 +450,29 @@ impl fmt::Display for Inspection {
             .iter()
             .map(|(n, c)| format!("{n} sample{} x {c} subject{}", plural(*n), plural(*c)))
             .collect();
-        writeln!(f, "per subject  {}", if hist.is_empty() { "-".into() } else { hist.join(", ") })?;
-        let sizes: Vec<String> = self.image_sizes.iter().map(|((w, h), n)| format!("{w}x{h} ({n})")).collect();
-        writeln!(f, "image sizes  {}", if sizes.is_empty() { "-".into() } else { sizes.join(", ") })?;
+        writeln!(
+            f,
+            "per subject  {}",
+            if hist.is_empty() {
+                "-".into()
+            } else {
+                hist.join(", ")
+            }
+        )?;
+        let sizes: Vec<String> = self
+            .image_sizes
+            .iter()
+            .map(|((w, h), n)| format!("{w}x{h} ({n})"))
+            .collect();
+        writeln!(
+            f,
+            "image sizes  {}",
+            if sizes.is_empty() {
+                "-".into()
+            } else {
+                sizes.join(", ")
+            }
+        )?;
         if self.problems.is_empty() {
             write!(f, "problems     none")?;
         } else {
@@ -448,12 +519,18 @@ pub fn inspect_as(path: &Path, layout: Layout) -> Result<Inspection> {
 
 fn inspect_scanned(root: &Path, layout: Layout, s: scan::Scan) -> Result<Inspection> {
     check_layout(layout)?;
-    let Plan { planned, mut problems } = plan(layout, s);
+    let Plan {
+        planned,
+        mut problems,
+    } = plan(layout, s);
     let decoded = decode_all(&planned, |_| ());
     let groups = group(planned, decoded, &mut problems);
     let groups = filter_groups(groups, 1, root, &mut problems);
     if groups.is_empty() {
-        return Err(Error::Empty { path: root.to_path_buf(), reason: empty_reason(layout, &problems) });
+        return Err(Error::Empty {
+            path: root.to_path_buf(),
+            reason: empty_reason(layout, &problems),
+        });
     }
     let mut samples_per_subject = BTreeMap::new();
     let mut image_sizes = BTreeMap::new();

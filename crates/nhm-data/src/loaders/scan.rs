@@ -44,8 +44,9 @@ pub(crate) enum FileKind {
 }
 
 /// Extensions of documentation and metadata files that ship with datasets and are not samples.
-const IGNORED_EXTENSIONS: &[&str] =
-    &["txt", "md", "rst", "csv", "tsv", "json", "xml", "html", "htm", "pdf", "log", "ini", "yaml", "yml"];
+const IGNORED_EXTENSIONS: &[&str] = &[
+    "txt", "md", "rst", "csv", "tsv", "json", "xml", "html", "htm", "pdf", "log", "ini", "yaml", "yml",
+];
 
 /// File names (lower case, without extension) that are documentation, licences or OS metadata.
 const IGNORED_STEMS: &[&str] = &["readme", "license", "licence", "copying", "thumbs", "desktop"];
@@ -72,9 +73,16 @@ pub(crate) fn classify(name: &str) -> FileKind {
     }
     match ImageFormat::from_extension(ext) {
         Some(f) if f.reading_enabled() => FileKind::Image,
-        Some(f) => FileKind::Unsupported(format!(
-            "unsupported image format {f:?}: this build decodes only PNG, TIFF, BMP and PNM/PGM"
-        )),
+        Some(f) => {
+            let readable: Vec<String> = ImageFormat::all()
+                .filter(|f| f.reading_enabled())
+                .map(|f| format!("{f:?}"))
+                .collect();
+            FileKind::Unsupported(format!(
+                "unsupported image format {f:?}: this build decodes only {}",
+                readable.join(", ")
+            ))
+        }
         None => FileKind::Unsupported(format!("unknown file type .{ext}: not an image format")),
     }
 }
@@ -94,7 +102,9 @@ pub(crate) struct Scan {
 /// [`Error::MissingFolder`] when `root` is not a folder, [`Error::Io`] when it cannot be listed.
 pub(crate) fn scan(root: &Path) -> Result<Scan> {
     if !root.is_dir() {
-        return Err(Error::MissingFolder { path: root.to_path_buf() });
+        return Err(Error::MissingFolder {
+            path: root.to_path_buf(),
+        });
     }
     let mut out = Scan::default();
     // The root itself must be listable; failures further down are problems, not errors.
@@ -108,7 +118,10 @@ fn walk(dir: &Path, rel: &mut Vec<String>, out: &mut Scan) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            out.problems.push(Problem { path: dir.to_path_buf(), message: format!("cannot list folder: {e}") });
+            out.problems.push(Problem {
+                path: dir.to_path_buf(),
+                message: format!("cannot list folder: {e}"),
+            });
             return;
         }
     };
@@ -116,20 +129,29 @@ fn walk(dir: &Path, rel: &mut Vec<String>, out: &mut Scan) {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                out.problems.push(Problem { path: dir.to_path_buf(), message: format!("cannot list folder: {e}") });
+                out.problems.push(Problem {
+                    path: dir.to_path_buf(),
+                    message: format!("cannot list folder: {e}"),
+                });
                 continue;
             }
         };
         let path = entry.path();
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            out.problems.push(Problem { path, message: "file name is not valid UTF-8: skipped".into() });
+            out.problems.push(Problem {
+                path,
+                message: "file name is not valid UTF-8: skipped".into(),
+            });
             continue;
         };
         // `metadata` follows symbolic links, so a linked folder or file is read like a real one.
         let meta = match std::fs::metadata(&path) {
             Ok(m) => m,
             Err(e) => {
-                out.problems.push(Problem { path, message: format!("cannot read: {e}") });
+                out.problems.push(Problem {
+                    path,
+                    message: format!("cannot read: {e}"),
+                });
                 continue;
             }
         };

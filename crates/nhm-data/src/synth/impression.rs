@@ -39,7 +39,10 @@ pub(crate) fn render(master: &Master, size: u32, var: &Variation, rng: &mut impl
     // Placement: the finger centre lands at the image centre, then moves.
     let scale = WINDOW / n as f32 * (1.0 + var.max_scale * tri(rng));
     let angle = var.max_rotation_deg.to_radians() * tri(rng);
-    let shift = (var.max_translation * n as f32 * tri(rng), var.max_translation * n as f32 * tri(rng));
+    let shift = (
+        var.max_translation * n as f32 * tri(rng),
+        var.max_translation * n as f32 * tri(rng),
+    );
     let mut warp = Warp::similarity(n, n, (shape.cx, shape.cy), scale, angle, shift);
     if var.distortion > 0.0 {
         warp = warp.with_field(DisplacementField::random(n, n, var.distortion * PERIOD, rng));

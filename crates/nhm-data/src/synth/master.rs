@@ -63,10 +63,9 @@ pub(crate) struct Shape {
     pub b: f32,
 }
 
-/// One finger: its shape and its ridges (values in [-1, 1], +1 on a ridge).
+/// One finger (of a class drawn first): its shape and its ridges (values in [-1, 1], +1 on a ridge).
 #[derive(Debug, Clone)]
 pub(crate) struct Master {
-    pub class: Class,
     pub shape: Shape,
     pub ridges: Plane,
 }
@@ -106,7 +105,10 @@ impl OrientationModel {
     }
 
     fn draw(class: Class, shape: &Shape, rng: &mut impl Rng) -> OrientationModel {
-        let (cx, cy) = (shape.cx + rng.gen_range(-6.0..6.0), shape.cy - 8.0 + rng.gen_range(-6.0..6.0));
+        let (cx, cy) = (
+            shape.cx + rng.gen_range(-6.0..6.0),
+            shape.cy - 8.0 + rng.gen_range(-6.0..6.0),
+        );
         let mut cores = vec![];
         let mut deltas = vec![];
         let mut arch = None;
@@ -119,7 +121,10 @@ impl OrientationModel {
             Class::LeftLoop | Class::RightLoop => {
                 let side = if class == Class::LeftLoop { 1.0 } else { -1.0 };
                 cores.push((cx, cy));
-                deltas.push((cx + side * rng.gen_range(18.0..30.0), cy + rng.gen_range(24.0..34.0)));
+                deltas.push((
+                    cx + side * rng.gen_range(18.0..30.0),
+                    cy + rng.gen_range(24.0..34.0),
+                ));
             }
             Class::Whorl => {
                 let sep = rng.gen_range(6.0..14.0);
@@ -164,8 +169,8 @@ impl Bank {
             let (s, c) = (theta + FRAC_PI_2).sin_cos();
             for j in 0..N_PER {
                 let period = Self::period(j);
-                let sigma_across = 0.42 * period;
-                let sigma_along = 0.55 * period;
+                let sigma_across = 0.38 * period;
+                let sigma_along = 0.9 * period;
                 let k = &mut kernels[(o * N_PER + j) * KSIZE * ROW..][..KSIZE * ROW];
                 let mut env = vec![0.0f32; KSIZE * KSIZE];
                 let mut wave = vec![0.0f32; KSIZE * KSIZE];
@@ -246,7 +251,7 @@ pub(crate) fn generate(rng: &mut impl Rng) -> Master {
     }
 
     let ridges = grow(&kidx, rng);
-    Master { class, shape, ridges }
+    Master { shape, ridges }
 }
 
 /// Iterative Gabor growth (SFinGe): a few random seed spots, then repeatedly filter every pixel
@@ -295,8 +300,7 @@ fn grow(kidx: &[u16], rng: &mut impl Rng) -> Plane {
     }
     let mut out = Plane::zeros(MASTER, MASTER);
     for y in 0..MASTER {
-        out.data[y * MASTER..(y + 1) * MASTER]
-            .copy_from_slice(&cur[(y + RADIUS) * pw + RADIUS..][..MASTER]);
+        out.data[y * MASTER..(y + 1) * MASTER].copy_from_slice(&cur[(y + RADIUS) * pw + RADIUS..][..MASTER]);
     }
     out
 }

@@ -99,7 +99,10 @@ impl Variation {
             if v.is_finite() && (lo..=hi).contains(&v) {
                 Ok(())
             } else {
-                Err(Error::InvalidParameter { name, reason: format!("{v} is outside [{lo}, {hi}]") })
+                Err(Error::InvalidParameter {
+                    name,
+                    reason: format!("{v} is outside [{lo}, {hi}]"),
+                })
             }
         };
         check("max_rotation_deg", self.max_rotation_deg, 0.0, 180.0)?;
@@ -130,7 +133,13 @@ pub struct SynthConfig {
 
 impl Default for SynthConfig {
     fn default() -> Self {
-        SynthConfig { seed: 42, subjects: 100, impressions: 8, size: 96, variation: Variation::default() }
+        SynthConfig {
+            seed: 42,
+            subjects: 100,
+            impressions: 8,
+            size: 96,
+            variation: Variation::default(),
+        }
     }
 }
 
@@ -155,10 +164,16 @@ impl SynthConfig {
     /// [`MIN_SIZE`]..=[`MAX_SIZE`], variation in range. Errors are [`Error::InvalidParameter`].
     pub fn validate(&self) -> Result<()> {
         if self.subjects == 0 {
-            return Err(Error::InvalidParameter { name: "subjects", reason: "must be at least 1".into() });
+            return Err(Error::InvalidParameter {
+                name: "subjects",
+                reason: "must be at least 1".into(),
+            });
         }
         if self.impressions == 0 {
-            return Err(Error::InvalidParameter { name: "impressions", reason: "must be at least 1".into() });
+            return Err(Error::InvalidParameter {
+                name: "impressions",
+                reason: "must be at least 1".into(),
+            });
         }
         if !(MIN_SIZE..=MAX_SIZE).contains(&self.size) {
             return Err(Error::InvalidParameter {
@@ -214,12 +229,22 @@ impl SynthConfig {
     pub fn master_image(&self, finger: u32) -> GrayImage {
         let m = master::generate(&mut stream(self.seed, finger, None));
         let size = self.size.clamp(MIN_SIZE, MAX_SIZE);
-        impression::render(&m, size, &Variation::none(), &mut stream(self.seed, finger, Some(0)))
+        impression::render(
+            &m,
+            size,
+            &Variation::none(),
+            &mut stream(self.seed, finger, Some(0)),
+        )
     }
 
     fn render(&self, m: &master::Master, finger: u32, imp: u32) -> GrayImage {
         let size = self.size.clamp(MIN_SIZE, MAX_SIZE);
-        impression::render(m, size, &self.variation, &mut stream(self.seed, finger, Some(imp)))
+        impression::render(
+            m,
+            size,
+            &self.variation,
+            &mut stream(self.seed, finger, Some(imp)),
+        )
     }
 
     fn sample(&self, finger: u32, imp: u32, image: GrayImage) -> Sample {
@@ -285,12 +310,17 @@ pub fn write_fvc_with(
             index: s.index,
         })
         .collect();
-    ds.samples.par_iter().zip(files.par_iter()).try_for_each(|(s, f)| {
-        let path = out_dir.join(&f.file);
-        s.image.save(&path).map_err(|source| Error::Encode { path, source })?;
-        progress();
-        Ok::<(), Error>(())
-    })?;
+    ds.samples
+        .par_iter()
+        .zip(files.par_iter())
+        .try_for_each(|(s, f)| {
+            let path = out_dir.join(&f.file);
+            s.image
+                .save(&path)
+                .map_err(|source| Error::Encode { path, source })?;
+            progress();
+            Ok::<(), Error>(())
+        })?;
     let manifest = Manifest {
         generator: "nhm-synth".into(),
         config: config.cloned(),
@@ -308,7 +338,14 @@ pub fn write_fvc_with(
 pub fn contact_sheet(ds: &Dataset, max_subjects: usize, max_impressions: usize) -> GrayImage {
     const SEP: u32 = 2;
     let rows = ds.n_subjects().min(max_subjects);
-    let cols = ds.samples_per_subject().iter().take(rows).copied().max().unwrap_or(0).min(max_impressions);
+    let cols = ds
+        .samples_per_subject()
+        .iter()
+        .take(rows)
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .min(max_impressions);
     let cw = ds.samples.iter().map(|s| s.image.width()).max().unwrap_or(0);
     let ch = ds.samples.iter().map(|s| s.image.height()).max().unwrap_or(0);
     let w = cols as u32 * (cw + SEP) + SEP;
@@ -342,7 +379,12 @@ mod tests {
 
     #[test]
     fn contact_sheet_has_a_cell_per_sample() {
-        let cfg = SynthConfig { subjects: 3, impressions: 2, size: 32, ..SynthConfig::default() };
+        let cfg = SynthConfig {
+            subjects: 3,
+            impressions: 2,
+            size: 32,
+            ..SynthConfig::default()
+        };
         let ds = cfg.generate().unwrap();
         let sheet = contact_sheet(&ds, 2, 5);
         assert_eq!(sheet.dimensions(), (2 * 34 + 2, 2 * 34 + 2));

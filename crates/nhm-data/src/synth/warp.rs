@@ -19,7 +19,11 @@ pub(crate) struct Plane {
 impl Plane {
     /// A plane of `w × h` zeros.
     pub fn zeros(w: usize, h: usize) -> Plane {
-        Plane { w, h, data: vec![0.0; w * h] }
+        Plane {
+            w,
+            h,
+            data: vec![0.0; w * h],
+        }
     }
 
     /// The gray values of `img` as floats (0..=255).
@@ -33,7 +37,11 @@ impl Plane {
 
     /// Rounds and clamps the values into an 8-bit image.
     pub fn to_gray(&self) -> GrayImage {
-        let raw: Vec<u8> = self.data.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8).collect();
+        let raw: Vec<u8> = self
+            .data
+            .iter()
+            .map(|&v| v.round().clamp(0.0, 255.0) as u8)
+            .collect();
         GrayImage::from_raw(self.w as u32, self.h as u32, raw)
             .unwrap_or_else(|| GrayImage::new(self.w as u32, self.h as u32))
     }
@@ -164,7 +172,9 @@ impl DisplacementField {
                     out[j * n + i] = norm
                         * waves
                             .iter()
-                            .map(|&(fu, fv, ph, a)| a * (std::f32::consts::TAU * (fu * u + fv * v) + ph).sin())
+                            .map(|&(fu, fv, ph, a)| {
+                                a * (std::f32::consts::TAU * (fu * u + fv * v) + ph).sin()
+                            })
                             .sum::<f32>();
                 }
             }
@@ -230,8 +240,17 @@ impl Warp {
         let a = [scale * c, -scale * s, scale * s, scale * c];
         let cx = (out_w as f32 - 1.0) / 2.0 + shift.0;
         let cy = (out_h as f32 - 1.0) / 2.0 + shift.1;
-        let offset = [src_center.0 - (a[0] * cx + a[1] * cy), src_center.1 - (a[2] * cx + a[3] * cy)];
-        Warp { out_w, out_h, a, offset, field: None }
+        let offset = [
+            src_center.0 - (a[0] * cx + a[1] * cy),
+            src_center.1 - (a[2] * cx + a[3] * cy),
+        ];
+        Warp {
+            out_w,
+            out_h,
+            a,
+            offset,
+            field: None,
+        }
     }
 
     /// Adds an elastic displacement field (source pixels) to the warp.
@@ -276,7 +295,11 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     fn ramp(w: usize, h: usize) -> Plane {
-        Plane { w, h, data: (0..w * h).map(|i| (i % 251) as f32).collect() }
+        Plane {
+            w,
+            h,
+            data: (0..w * h).map(|i| (i % 251) as f32).collect(),
+        }
     }
 
     #[test]

@@ -13,7 +13,10 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match nhm_server::cli::run(Cli::parse().serve) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -17,7 +17,10 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 pub const DB_FILE: &str = "nhm.redb";
 
 fn emb<E: Into<redb::Error>>(context: &'static str) -> impl FnOnce(E) -> Error {
-    move |e| Error::Embedded { context, source: Box::new(e.into()) }
+    move |e| Error::Embedded {
+        context,
+        source: Box::new(e.into()),
+    }
 }
 
 /// A redb database in a data directory. Cheap to clone.
@@ -36,14 +39,20 @@ impl std::fmt::Debug for EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (or creates) `DIR/nhm.redb`; after a crash redb repairs the file to its last commit.
     pub fn open(dir: &Path) -> Result<EmbeddedStore> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
         let path = dir.join(DB_FILE);
         let db = Database::create(&path).map_err(emb("open database"))?;
         let tx = db.begin_write().map_err(emb("begin write"))?;
         tx.open_table(SUBJECTS).map_err(emb("create table"))?;
         tx.open_table(META).map_err(emb("create table"))?;
         tx.commit().map_err(emb("commit"))?;
-        Ok(EmbeddedStore { db: Arc::new(db), path })
+        Ok(EmbeddedStore {
+            db: Arc::new(db),
+            path,
+        })
     }
 
     /// Path of the database file.
@@ -90,7 +99,8 @@ impl TemplateStore for EmbeddedStore {
                 };
                 let record = merge(&subject, existing, templates, mode, now)?;
                 let bytes = encode_record(&record.info, &record.templates);
-                t.insert(subject.as_str(), bytes.as_slice()).map_err(emb("insert"))?;
+                t.insert(subject.as_str(), bytes.as_slice())
+                    .map_err(emb("insert"))?;
                 record
             };
             tx.commit().map_err(emb("commit"))?;
@@ -129,7 +139,11 @@ impl TemplateStore for EmbeddedStore {
                 None => Bound::Unbounded,
             };
             let mut out = Vec::new();
-            for item in t.range::<&str>((lower, Bound::Unbounded)).map_err(emb("range"))?.take(limit) {
+            for item in t
+                .range::<&str>((lower, Bound::Unbounded))
+                .map_err(emb("range"))?
+                .take(limit)
+            {
                 let (k, v) = item.map_err(emb("range"))?;
                 out.push(decode_record(k.value(), v.value())?.info);
             }
@@ -168,7 +182,8 @@ impl TemplateStore for EmbeddedStore {
                 let mut t = tx.open_table(SUBJECTS).map_err(emb("open table"))?;
                 for s in &subjects {
                     let bytes = encode_record(&s.info, &s.templates);
-                    t.insert(s.info.id.as_str(), bytes.as_slice()).map_err(emb("insert"))?;
+                    t.insert(s.info.id.as_str(), bytes.as_slice())
+                        .map_err(emb("insert"))?;
                 }
             }
             tx.commit().map_err(emb("commit"))?;
@@ -182,7 +197,9 @@ impl TemplateStore for EmbeddedStore {
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(emb("begin read"))?;
             let t = tx.open_table(META).map_err(emb("open table"))?;
-            Ok(t.get(key.as_str()).map_err(emb("get"))?.map(|v| v.value().to_owned()))
+            Ok(t.get(key.as_str())
+                .map_err(emb("get"))?
+                .map(|v| v.value().to_owned()))
         })
         .await
     }

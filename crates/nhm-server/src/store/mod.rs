@@ -14,7 +14,7 @@
 mod embedded;
 mod postgres;
 
-pub use embedded::EmbeddedStore;
+pub use embedded::{EmbeddedStore, DB_FILE};
 pub use postgres::PostgresStore;
 
 use nhm_template::Hashmap;
@@ -112,7 +112,10 @@ pub(crate) fn encode_record(info: &SubjectInfo, templates: &[Hashmap]) -> Vec<u8
 
 /// Decodes [`encode_record`]'s output, validating every template.
 pub(crate) fn decode_record(id: &str, bytes: &[u8]) -> Result<StoredSubject> {
-    let corrupt = |reason: &str| Error::CorruptRecord { subject: id.to_owned(), reason: reason.to_owned() };
+    let corrupt = |reason: &str| Error::CorruptRecord {
+        subject: id.to_owned(),
+        reason: reason.to_owned(),
+    };
     let mut pos = 0usize;
     let mut take = |n: usize| -> Result<&[u8]> {
         let s = bytes.get(pos..pos + n).ok_or_else(|| corrupt("truncated"))?;
@@ -133,7 +136,12 @@ pub(crate) fn decode_record(id: &str, bytes: &[u8]) -> Result<StoredSubject> {
     if pos != bytes.len() {
         return Err(corrupt("trailing bytes"));
     }
-    let info = SubjectInfo { id: id.to_owned(), templates: templates.len(), created, updated };
+    let info = SubjectInfo {
+        id: id.to_owned(),
+        templates: templates.len(),
+        created,
+        updated,
+    };
     Ok(StoredSubject { info, templates })
 }
 
@@ -154,11 +162,20 @@ pub(crate) fn merge(
             Ok(old)
         }
         (Some(old), WriteMode::Replace) => Ok(StoredSubject {
-            info: SubjectInfo { templates: templates.len(), updated: now, ..old.info },
+            info: SubjectInfo {
+                templates: templates.len(),
+                updated: now,
+                ..old.info
+            },
             templates,
         }),
         (None, _) => Ok(StoredSubject {
-            info: SubjectInfo { id: subject.to_owned(), templates: templates.len(), created: now, updated: now },
+            info: SubjectInfo {
+                id: subject.to_owned(),
+                templates: templates.len(),
+                created: now,
+                updated: now,
+            },
             templates,
         }),
     }

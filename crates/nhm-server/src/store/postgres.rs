@@ -19,7 +19,10 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/0001_ini
 const MIGRATION_LOCK: i64 = 0x6e68_6d2d_6d69_6772;
 
 fn pg<E: std::error::Error + Send + Sync + 'static>(context: &str) -> impl FnOnce(E) -> Error + '_ {
-    move |e| Error::Postgres { context: context.to_owned(), source: Box::new(e) }
+    move |e| Error::Postgres {
+        context: context.to_owned(),
+        source: Box::new(e),
+    }
 }
 
 /// A pool of connections to one schema of a PostgreSQL database.
@@ -31,7 +34,9 @@ pub struct PostgresStore {
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore").field("schema", &self.schema).finish()
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
@@ -39,7 +44,8 @@ impl std::fmt::Debug for PostgresStore {
 fn valid_schema(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !s.starts_with(|c: char| c.is_ascii_digit())
 }
 
@@ -47,18 +53,30 @@ impl PostgresStore {
     /// Connects (`conn`: a URL or `key=value` string), creates `schema` if needed and migrates it.
     pub async fn connect(conn: &str, schema: &str, pool_size: usize) -> Result<PostgresStore> {
         if !valid_schema(schema) {
-            return Err(Error::Config(format!("postgres schema {schema:?} must match [a-z_][a-z0-9_]*")));
+            return Err(Error::Config(format!(
+                "postgres schema {schema:?} must match [a-z_][a-z0-9_]*"
+            )));
         }
-        let mut cfg: tokio_postgres::Config =
-            conn.parse().map_err(|e| Error::Config(format!("postgres connection string: {e}")))?;
+        let mut cfg: tokio_postgres::Config = conn
+            .parse()
+            .map_err(|e| Error::Config(format!("postgres connection string: {e}")))?;
         cfg.options(format!("-c search_path={schema}"));
         cfg.connect_timeout(std::time::Duration::from_secs(5));
-        let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let mgr = Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
         let pool = Pool::builder(mgr)
             .max_size(pool_size.max(1))
             .build()
             .map_err(|e| Error::Config(format!("postgres pool: {e}")))?;
-        let store = PostgresStore { pool, schema: schema.to_owned() };
+        let store = PostgresStore {
+            pool,
+            schema: schema.to_owned(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -75,7 +93,9 @@ impl PostgresStore {
     async fn migrate(&self) -> Result<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg("begin"))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg("lock"))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg("lock"))?;
         tx.batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS {s};
              CREATE TABLE IF NOT EXISTS {s}.schema_migrations (version INTEGER PRIMARY KEY, applied TIMESTAMPTZ NOT NULL DEFAULT now());",
@@ -133,9 +153,12 @@ impl TemplateStore for PostgresStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg("begin"))?;
         // Serialise writers of this subject (also when the row does not exist yet).
-        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&subject])
-            .await
-            .map_err(pg("lock subject"))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&subject],
+        )
+        .await
+        .map_err(pg("lock subject"))?;
         let existing = match tx
             .query_opt("SELECT record FROM subjects WHERE id = $1", &[&subject])
             .await
@@ -170,7 +193,10 @@ impl TemplateStore for PostgresStore {
     async fn delete_subject(&self, subject: &str) -> Result<bool> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg("begin"))?;
-        let n = tx.execute("DELETE FROM subjects WHERE id = $1", &[&subject]).await.map_err(pg("delete"))?;
+        let n = tx
+            .execute("DELETE FROM subjects WHERE id = $1", &[&subject])
+            .await
+            .map_err(pg("delete"))?;
         if n > 0 {
             tx.execute("INSERT INTO subject_changes (subject) VALUES ($1)", &[&subject])
                 .await
@@ -186,7 +212,8 @@ impl TemplateStore for PostgresStore {
             .query_opt("SELECT record FROM subjects WHERE id = $1", &[&subject])
             .await
             .map_err(pg("read subject"))?;
-        row.map(|r| decode_record(subject, r.get::<_, &[u8]>(0))).transpose()
+        row.map(|r| decode_record(subject, r.get::<_, &[u8]>(0)))
+            .transpose()
     }
 
     async fn list_subjects(&self, after: Option<&str>, limit: usize) -> Result<Vec<SubjectInfo>> {
@@ -213,13 +240,21 @@ impl TemplateStore for PostgresStore {
 
     async fn load_all(&self) -> Result<Vec<StoredSubject>> {
         let c = self.client().await?;
-        let rows = c.query("SELECT id, record FROM subjects", &[]).await.map_err(pg("load subjects"))?;
-        rows.iter().map(|r| decode_record(r.get::<_, &str>(0), r.get::<_, &[u8]>(1))).collect()
+        let rows = c
+            .query("SELECT id, record FROM subjects", &[])
+            .await
+            .map_err(pg("load subjects"))?;
+        rows.iter()
+            .map(|r| decode_record(r.get::<_, &str>(0), r.get::<_, &[u8]>(1)))
+            .collect()
     }
 
     async fn count(&self) -> Result<usize> {
         let c = self.client().await?;
-        let row = c.query_one("SELECT count(*) FROM subjects", &[]).await.map_err(pg("count"))?;
+        let row = c
+            .query_one("SELECT count(*) FROM subjects", &[])
+            .await
+            .map_err(pg("count"))?;
         Ok(row.get::<_, i64>(0).max(0) as usize)
     }
 
@@ -254,8 +289,10 @@ impl TemplateStore for PostgresStore {
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
         let c = self.client().await?;
-        let row =
-            c.query_opt("SELECT value FROM meta WHERE key = $1", &[&key]).await.map_err(pg("read meta"))?;
+        let row = c
+            .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+            .await
+            .map_err(pg("read meta"))?;
         Ok(row.map(|r| r.get(0)))
     }
 

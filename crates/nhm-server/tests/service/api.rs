@@ -39,15 +39,36 @@ async fn enrol_verify_identify_list_delete() {
 
     let r = call(&s.app, "GET", "/v1/subjects/p1", Some(ENROL), None).await;
     assert_eq!(r.json["templates"], 1);
-    assert!(r.json.get("hashmaps").is_none(), "templates only for admins who ask");
-    let r = call(&s.app, "GET", "/v1/subjects/p1?include_templates=true", Some(ENROL), None).await;
+    assert!(
+        r.json.get("hashmaps").is_none(),
+        "templates only for admins who ask"
+    );
+    let r = call(
+        &s.app,
+        "GET",
+        "/v1/subjects/p1?include_templates=true",
+        Some(ENROL),
+        None,
+    )
+    .await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
-    let r = call(&s.app, "GET", "/v1/subjects/p1?include_templates=true", Some(ADMIN), None).await;
+    let r = call(
+        &s.app,
+        "GET",
+        "/v1/subjects/p1?include_templates=true",
+        Some(ADMIN),
+        None,
+    )
+    .await;
     assert_eq!(r.json["hashmaps"].as_array().unwrap().len(), 1);
 
     let r = call(&s.app, "DELETE", "/v1/subjects/p2", Some(ENROL), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert_error(&verify(&s.app, "p2", &template(2)).await, StatusCode::NOT_FOUND, "not_found");
+    assert_error(
+        &verify(&s.app, "p2", &template(2)).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
     let r = call(&s.app, "DELETE", "/v1/subjects/p2", Some(ENROL), None).await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
     assert_eq!(s.state.subjects(), 4);
@@ -59,11 +80,22 @@ async fn duplicate_enrolment_policy() {
     enrol(&s.app, "a", &[template(1)]).await;
     let r = enrol(&s.app, "a", &[template(2)]).await;
     assert_error(&r, StatusCode::CONFLICT, "conflict");
-    assert_eq!(verify(&s.app, "a", &template(1)).await.json["match"], true, "unchanged after 409");
+    assert_eq!(
+        verify(&s.app, "a", &template(1)).await.json["match"],
+        true,
+        "unchanged after 409"
+    );
     assert_eq!(verify(&s.app, "a", &template(2)).await.json["match"], false);
 
     let body = json!({ "templates": [template(2).to_base64()], "mode": "append" }).to_string();
-    let r = call(&s.app, "POST", "/v1/subjects/a/templates", Some(ENROL), Some(body)).await;
+    let r = call(
+        &s.app,
+        "POST",
+        "/v1/subjects/a/templates",
+        Some(ENROL),
+        Some(body),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json["templates"], 2);
     assert_eq!(verify(&s.app, "a", &template(2)).await.json["match"], true);
@@ -73,7 +105,11 @@ async fn duplicate_enrolment_policy() {
     let r = call(&s.app, "PUT", "/v1/subjects/a/templates", Some(ENROL), Some(body)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json["templates"], 1);
-    assert_eq!(verify(&s.app, "a", &template(1)).await.json["match"], false, "old template revoked");
+    assert_eq!(
+        verify(&s.app, "a", &template(1)).await.json["match"],
+        false,
+        "old template revoked"
+    );
     assert_eq!(verify(&s.app, "a", &template(3)).await.json["match"], true);
 }
 
@@ -93,7 +129,7 @@ async fn malformed_requests_are_400_and_change_nothing() {
         let r = call(&s.app, "POST", uri, Some(ENROL), Some(body.into())).await;
         assert_error(&r, StatusCode::BAD_REQUEST, code);
     }
-    let r = enrol(&s.app, "bad id with spaces", &[template(1)]).await;
+    let r = enrol(&s.app, "bad%20id%3Bwith%20spaces", &[template(1)]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(s.state.subjects(), 0);
     let r = call(&s.app, "GET", "/v1/subjects?limit=0", Some(ENROL), None).await;
@@ -104,20 +140,39 @@ async fn malformed_requests_are_400_and_change_nothing() {
 async fn wrong_dimension_kind_or_version_is_rejected() {
     let s = service().await;
     let short = Hashmap::Binary(nhm_server::index::synthetic_binary(1, 1, 128).unwrap());
-    assert_error(&enrol(&s.app, "x", &[short.clone()]).await, StatusCode::UNPROCESSABLE_ENTITY, "wrong_template");
+    assert_error(
+        &enrol(&s.app, "x", std::slice::from_ref(&short)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "wrong_template",
+    );
     let dense = Hashmap::Dense(DenseHashmap::new(vec![0.1; 256]).unwrap());
-    assert_error(&enrol(&s.app, "x", &[dense]).await, StatusCode::UNPROCESSABLE_ENTITY, "wrong_template");
+    assert_error(
+        &enrol(&s.app, "x", &[dense]).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "wrong_template",
+    );
     // Wire format version 99.
     let mut bytes = template(1).to_bytes();
     bytes[3] = 99;
     let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
     let body = json!({ "templates": [b64] }).to_string();
-    let r = call(&s.app, "POST", "/v1/subjects/x/templates", Some(ENROL), Some(body)).await;
+    let r = call(
+        &s.app,
+        "POST",
+        "/v1/subjects/x/templates",
+        Some(ENROL),
+        Some(body),
+    )
+    .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "bad_template");
     // A probe of the wrong dimension is refused too, and is not counted as a failed attempt.
     enrol(&s.app, "y", &[template(2)]).await;
     for _ in 0..10 {
-        assert_error(&verify(&s.app, "y", &short).await, StatusCode::UNPROCESSABLE_ENTITY, "wrong_template");
+        assert_error(
+            &verify(&s.app, "y", &short).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "wrong_template",
+        );
     }
     assert_eq!(verify(&s.app, "y", &template(2)).await.json["match"], true);
     assert_eq!(s.state.subjects(), 1);
@@ -125,24 +180,44 @@ async fn wrong_dimension_kind_or_version_is_rejected() {
 
 #[tokio::test]
 async fn dense_templates_reject_non_finite_values() {
-    let cfg = Config { kind: HashmapKind::Dense, ..config() };
+    let cfg = Config {
+        kind: HashmapKind::Dense,
+        ..config()
+    };
     let s = service_with(cfg, None).await;
     let good = Hashmap::Dense(DenseHashmap::new((0..256).map(|i| (i as f32).sin()).collect()).unwrap());
-    assert_eq!(enrol(&s.app, "d", &[good.clone()]).await.status, StatusCode::CREATED);
+    assert_eq!(
+        enrol(&s.app, "d", std::slice::from_ref(&good)).await.status,
+        StatusCode::CREATED
+    );
     for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
         let mut bytes = good.to_bytes();
         bytes[9..13].copy_from_slice(&bad.to_le_bytes());
         let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
         let body = json!({ "templates": [b64], "mode": "replace" }).to_string();
-        let r = call(&s.app, "POST", "/v1/subjects/d/templates", Some(ENROL), Some(body)).await;
+        let r = call(
+            &s.app,
+            "POST",
+            "/v1/subjects/d/templates",
+            Some(ENROL),
+            Some(body),
+        )
+        .await;
         assert_error(&r, StatusCode::BAD_REQUEST, "bad_template");
     }
-    assert_eq!(verify(&s.app, "d", &good).await.json["match"], true, "state unchanged");
+    assert_eq!(
+        verify(&s.app, "d", &good).await.json["match"],
+        true,
+        "state unchanged"
+    );
 }
 
 #[tokio::test]
 async fn oversized_body_is_413() {
-    let cfg = Config { body_limit_bytes: 4096, ..config() };
+    let cfg = Config {
+        body_limit_bytes: 4096,
+        ..config()
+    };
     let s = service_with(cfg, None).await;
     let big = json!({ "templates": vec![template(1).to_base64(); 200] }).to_string();
     assert!(big.len() > 4096);
@@ -154,7 +229,11 @@ async fn oversized_body_is_413() {
 #[tokio::test]
 async fn unknown_subject_and_route_are_404() {
     let s = service().await;
-    assert_error(&verify(&s.app, "ghost", &template(1)).await, StatusCode::NOT_FOUND, "not_found");
+    assert_error(
+        &verify(&s.app, "ghost", &template(1)).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
     let r = call(&s.app, "GET", "/v1/subjects/ghost", Some(ENROL), None).await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
     let r = call(&s.app, "GET", "/v2/nothing", Some(ADMIN), None).await;
@@ -174,14 +253,30 @@ async fn tokens_and_roles_are_enforced() {
     let r = call(&s.app, "POST", uri, Some(VERIFY), Some(body.clone())).await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
     assert_eq!(s.state.subjects(), 0);
-    assert_eq!(call(&s.app, "POST", uri, Some(ADMIN), Some(body)).await.status, StatusCode::CREATED);
+    assert_eq!(
+        call(&s.app, "POST", uri, Some(ADMIN), Some(body)).await.status,
+        StatusCode::CREATED
+    );
     let probe = json!({ "template": template(1).to_base64() }).to_string();
     let r = call(&s.app, "POST", "/v1/subjects/a/verify", Some(ENROL), Some(probe)).await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
-    for uri in ["/v1/subjects", "/v1/openapi.json", "/metrics", "/v1/admin/threshold"] {
-        assert_error(&call(&s.app, "GET", uri, None, None).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    for uri in [
+        "/v1/subjects",
+        "/v1/openapi.json",
+        "/metrics",
+        "/v1/admin/threshold",
+    ] {
+        assert_error(
+            &call(&s.app, "GET", uri, None, None).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        );
     }
-    assert_error(&call(&s.app, "GET", "/metrics", Some(VERIFY), None).await, StatusCode::FORBIDDEN, "forbidden");
+    assert_error(
+        &call(&s.app, "GET", "/metrics", Some(VERIFY), None).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
     let r = call(&s.app, "GET", "/healthz", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json["subjects"], 1);
@@ -213,7 +308,14 @@ async fn too_many_failed_attempts_lock_the_subject() {
 
 #[tokio::test]
 async fn scores_only_when_enabled() {
-    let s = service_with(Config { return_scores: true, ..config() }, None).await;
+    let s = service_with(
+        Config {
+            return_scores: true,
+            ..config()
+        },
+        None,
+    )
+    .await;
     enrol(&s.app, "a", &[template(1)]).await;
     let r = verify(&s.app, "a", &noisy(1, 16)).await;
     let score = r.json["score"].as_f64().unwrap();
@@ -226,20 +328,41 @@ async fn scores_only_when_enabled() {
 #[tokio::test]
 async fn threshold_is_required_settable_and_stored_with_the_gallery() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config { threshold: None, ..Config::default() };
+    let cfg = Config {
+        threshold: None,
+        ..Config::default()
+    };
     let state = open(dir.path(), cfg.clone(), None).await.unwrap();
     let app = nhm_server::app(state.clone());
     enrol(&app, "a", &[template(1)]).await;
-    assert_error(&verify(&app, "a", &template(1)).await, StatusCode::SERVICE_UNAVAILABLE, "no_threshold");
+    assert_error(
+        &verify(&app, "a", &template(1)).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no_threshold",
+    );
     let body = json!({ "template": template(1).to_base64() }).to_string();
     let r = call(&app, "POST", "/v1/identify", Some(VERIFY), Some(body)).await;
     assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "no_threshold");
     let t = dev_threshold();
     let body = serde_json::to_string(&t).unwrap();
-    let r = call(&app, "PUT", "/v1/admin/threshold", Some(ENROL), Some(body.clone())).await;
+    let r = call(
+        &app,
+        "PUT",
+        "/v1/admin/threshold",
+        Some(ENROL),
+        Some(body.clone()),
+    )
+    .await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
     let bad = json!({ "score": 0.7, "target_fmr": 2.0, "measured_fmr": 0.0, "impostor_comparisons": 1 });
-    let r = call(&app, "PUT", "/v1/admin/threshold", Some(ADMIN), Some(bad.to_string())).await;
+    let r = call(
+        &app,
+        "PUT",
+        "/v1/admin/threshold",
+        Some(ADMIN),
+        Some(bad.to_string()),
+    )
+    .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
     let r = call(&app, "PUT", "/v1/admin/threshold", Some(ADMIN), Some(body)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -273,18 +396,30 @@ async fn pepper_keeps_raw_templates_out_of_the_store_and_stops_replay() {
     let s = service_with(config(), Some(&pepper)).await;
     let enrolled: Vec<Hashmap> = (0..20).map(template).collect();
     for (i, t) in enrolled.iter().enumerate() {
-        assert_eq!(enrol(&s.app, &format!("p{i}"), std::slice::from_ref(t)).await.status, StatusCode::CREATED);
+        assert_eq!(
+            enrol(&s.app, &format!("p{i}"), std::slice::from_ref(t))
+                .await
+                .status,
+            StatusCode::CREATED
+        );
     }
     // Genuine probes still match: the pepper is applied before matching too.
     assert_eq!(verify(&s.app, "p3", &noisy(3, 10)).await.json["match"], true);
     // The database file never holds an enrolled template as sent (payload bytes).
-    let db = std::fs::read(s.dir.path().join(nhm_server::store::embedded::DB_FILE)).unwrap();
+    let db = std::fs::read(s.dir.path().join(nhm_server::store::DB_FILE)).unwrap();
     for t in &enrolled {
         let bytes = t.to_bytes();
         assert!(!contains(&db, &bytes[9..]), "raw template found in the store");
     }
     // Sanity of the scan: the stored (peppered) form is in the file.
-    let r = call(&s.app, "GET", "/v1/subjects/p3?include_templates=true", Some(ADMIN), None).await;
+    let r = call(
+        &s.app,
+        "GET",
+        "/v1/subjects/p3?include_templates=true",
+        Some(ADMIN),
+        None,
+    )
+    .await;
     let stolen = Hashmap::from_base64(r.json["hashmaps"][0].as_str().unwrap()).unwrap();
     assert!(contains(&db, &stolen.to_bytes()[9..]));
     // Replaying the stolen stored template does not match.
@@ -299,16 +434,40 @@ async fn relay_is_off_by_default_and_samples_others_when_on() {
     }
     let r = call(&s.app, "GET", "/v1/relay/negatives?n=3", Some(ENROL), None).await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
-    let s2 = service_with(Config { relay_enabled: true, ..config() }, None).await;
+    let s2 = service_with(
+        Config {
+            relay_enabled: true,
+            ..config()
+        },
+        None,
+    )
+    .await;
     for i in 0..6 {
         enrol(&s2.app, &format!("p{i}"), &[template(i)]).await;
     }
-    let r = call(&s2.app, "GET", "/v1/relay/negatives?n=10&exclude=p0&seed=3", Some(ENROL), None).await;
+    let r = call(
+        &s2.app,
+        "GET",
+        "/v1/relay/negatives?n=10&exclude=p0&seed=3",
+        Some(ENROL),
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let got: Vec<String> = serde_json::from_value(r.json["hashmaps"].clone()).unwrap();
     assert_eq!(got.len(), 5);
-    assert!(!got.contains(&template(0).to_base64()), "the excluded subject is never relayed");
-    let again = call(&s2.app, "GET", "/v1/relay/negatives?n=10&exclude=p0&seed=3", Some(ENROL), None).await;
+    assert!(
+        !got.contains(&template(0).to_base64()),
+        "the excluded subject is never relayed"
+    );
+    let again = call(
+        &s2.app,
+        "GET",
+        "/v1/relay/negatives?n=10&exclude=p0&seed=3",
+        Some(ENROL),
+        None,
+    )
+    .await;
     assert_eq!(again.json, r.json, "same seed, same sample");
     let r = call(&s2.app, "GET", "/v1/relay/negatives?n=0", Some(ENROL), None).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
@@ -322,7 +481,12 @@ async fn openapi_and_metrics() {
     enrol(&s.app, "a", &[template(1)]).await;
     let r = call(&s.app, "GET", "/v1/openapi.json", Some(VERIFY), None).await;
     assert_eq!(r.status, StatusCode::OK);
-    for p in ["/v1/subjects/{id}/templates", "/v1/subjects/{id}/verify", "/v1/identify", "/v1/relay/negatives"] {
+    for p in [
+        "/v1/subjects/{id}/templates",
+        "/v1/subjects/{id}/verify",
+        "/v1/identify",
+        "/v1/relay/negatives",
+    ] {
         assert!(r.json["paths"].get(p).is_some(), "openapi lacks {p}");
     }
     let m = call(&s.app, "GET", "/metrics", Some(ADMIN), None).await;
@@ -331,6 +495,16 @@ async fn openapi_and_metrics() {
         "nhm_http_requests_total{method=\"POST\",route=\"/v1/subjects/{id}/templates\",status=\"201\"} 1"
     ));
     assert!(m.text.contains("nhm_gallery_subjects 1"));
-    let public = service_with(Config { metrics_public: true, ..config() }, None).await;
-    assert_eq!(call(&public.app, "GET", "/metrics", None, None).await.status, StatusCode::OK);
+    let public = service_with(
+        Config {
+            metrics_public: true,
+            ..config()
+        },
+        None,
+    )
+    .await;
+    assert_eq!(
+        call(&public.app, "GET", "/metrics", None, None).await.status,
+        StatusCode::OK
+    );
 }

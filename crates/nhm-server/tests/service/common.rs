@@ -17,7 +17,11 @@ pub const VERIFY: &str = "tok-verify";
 pub const ADMIN: &str = "tok-admin";
 
 pub fn tokens() -> Tokens {
-    Tokens::from_plain(&[("e", Role::Enrol, ENROL), ("v", Role::Verify, VERIFY), ("a", Role::Admin, ADMIN)])
+    Tokens::from_plain(&[
+        ("e", Role::Enrol, ENROL),
+        ("v", Role::Verify, VERIFY),
+        ("a", Role::Admin, ADMIN),
+    ])
 }
 
 /// A threshold chosen, as in production, for FMR 1e-3 on impostor scores of a development set:
@@ -34,7 +38,10 @@ pub fn dev_threshold() -> Threshold {
 }
 
 pub fn config() -> Config {
-    Config { threshold: Some(dev_threshold()), ..Config::default() }
+    Config {
+        threshold: Some(dev_threshold()),
+        ..Config::default()
+    }
 }
 
 /// Template `i` of the test gallery (seed 7).
@@ -44,7 +51,9 @@ pub fn template(i: u64) -> Hashmap {
 
 /// Template `i` with `flips` bits flipped: a genuine probe.
 pub fn noisy(i: u64, flips: usize) -> Hashmap {
-    let Hashmap::Binary(b) = template(i) else { unreachable!() };
+    let Hashmap::Binary(b) = template(i) else {
+        unreachable!()
+    };
     let mut words = b.words().to_vec();
     for k in 0..flips {
         let bit = (k * 37) % 256;
@@ -89,7 +98,10 @@ pub async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>, bo
         req = req.header("authorization", format!("Bearer {t}"));
     }
     let req = match body {
-        Some(b) => req.header("content-type", "application/json").body(Body::from(b)).unwrap(),
+        Some(b) => req
+            .header("content-type", "application/json")
+            .body(Body::from(b))
+            .unwrap(),
         None => req.body(Body::empty()).unwrap(),
     };
     let resp = app.clone().oneshot(req).await.unwrap();
@@ -98,17 +110,36 @@ pub async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>, bo
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Reply { status, headers, json, text }
+    Reply {
+        status,
+        headers,
+        json,
+        text,
+    }
 }
 
 pub async fn enrol(app: &Router, id: &str, ts: &[Hashmap]) -> Reply {
     let body = serde_json::json!({ "templates": ts.iter().map(Hashmap::to_base64).collect::<Vec<_>>() });
-    call(app, "POST", &format!("/v1/subjects/{id}/templates"), Some(ENROL), Some(body.to_string())).await
+    call(
+        app,
+        "POST",
+        &format!("/v1/subjects/{id}/templates"),
+        Some(ENROL),
+        Some(body.to_string()),
+    )
+    .await
 }
 
 pub async fn verify(app: &Router, id: &str, probe: &Hashmap) -> Reply {
     let body = serde_json::json!({ "template": probe.to_base64() });
-    call(app, "POST", &format!("/v1/subjects/{id}/verify"), Some(VERIFY), Some(body.to_string())).await
+    call(
+        app,
+        "POST",
+        &format!("/v1/subjects/{id}/verify"),
+        Some(VERIFY),
+        Some(body.to_string()),
+    )
+    .await
 }
 
 /// Asserts the standard error body with `code`.

@@ -1,0 +1,134 @@
+//! End-to-end tests of the `nhm` binary: what a user types, what they get back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn nhm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nhm"))
+        .args(args)
+        .arg("--quiet")
+        .output()
+        .expect("the nhm binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn shared(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(rel)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// The README's main job, small: generate, train, encode, enrol, verify, identify, report. Then
+/// the client side on the model it produced: keys, encoding, and every bad input of `encode`.
+#[test]
+fn quick_demo_then_encode() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let o = nhm(&["demo", "--quick", "--out", s(&out)]);
+    assert!(o.status.success(), "demo failed: {}", stderr(&o));
+    assert!(stdout(&o).contains("verify, genuine"), "{}", stdout(&o));
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["schema_version"], 1);
+    let systems = report["systems"].as_array().unwrap();
+    assert_eq!(systems.len(), 5);
+    let eer = |i: usize| systems[i]["figures"]["eer"].as_f64().unwrap();
+    for i in 0..systems.len() {
+        assert!((0.0..=1.0).contains(&eer(i)), "EER of system {i} out of range");
+    }
+    // Even the quick run's encoder must beat raw pixels on unseen fingers.
+    assert!(eer(1) < eer(0), "learned embedding EER {} not below raw pixels {}", eer(1), eer(0));
+    for f in ["report.md", "report.html", "det.png", "scores-binary.csv", "scores-binary.txt", "threshold.json"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let model = out.join("model");
+
+    // A key, then hashmaps of a real FVC folder.
+    let key = dir.path().join("client.key");
+    let o = nhm(&["key", "new", "--out", s(&key)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let enc = dir.path().join("db1.jsonl");
+    let o = nhm(&["encode", "--model", s(&model), "--key", s(&key), "--out", s(&enc), s(&shared("fvc2002/DB1_B"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&enc)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 80);
+    let t = nhm_template::Hashmap::from_base64(lines[0]["template"].as_str().unwrap()).unwrap();
+    assert_eq!(t.kind(), nhm_template::HashmapKind::Binary);
+
+    // Bad input: each a clear error naming the problem, and no output file.
+    let bad_out = dir.path().join("never.jsonl");
+    let short_key = dir.path().join("short.key");
+    std::fs::write(&short_key, "abcd\n").unwrap();
+    let corrupt = dir.path().join("corrupt.png");
+    std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\nthis is not a png").unwrap();
+    let other_model = dir.path().join("nope");
+    let img = shared("fvc2002/DB1_B/101_1.tif");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--model", s(&model), "--key", s(&short_key)], "key"),
+        (&["--model", s(&other_model), "--key", s(&key)], "encoder"),
+        (&["--model", s(&model), "--key", s(&key), "--kind", "fuzzy"], "fuzzy"),
+        (&["--model", s(&model), "--key", s(&key), s(&corrupt)], "corrupt.png"),
+    ];
+    for (args, needle) in cases {
+        let mut full = vec!["encode", "--out", s(&bad_out)];
+        full.extend_from_slice(args);
+        if !args.iter().any(|a| a.ends_with(".png")) {
+            full.push(s(&img));
+        }
+        let o = nhm(&full);
+        assert!(!o.status.success(), "encode {args:?} should fail");
+        assert!(stderr(&o).contains(needle), "error for {args:?} does not name {needle}: {}", stderr(&o));
+        assert!(!bad_out.exists(), "a failed encode left {}", bad_out.display());
+    }
+}
+
+#[test]
+fn synth_writes_fvc_named_images_and_a_contact_sheet() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = nhm(&["synth", "--subjects", "3", "--impressions", "2", "--out", s(dir.path()), "--preview"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["1_1.png", "1_2.png", "3_2.png", "manifest.json", "contact_sheet.png"] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+    let o = nhm(&["synth", "--subjects", "0", "--out", s(dir.path())]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("subjects"), "{}", stderr(&o));
+}
+
+#[test]
+fn dataset_inspect_reports_the_real_sets() {
+    for (rel, subjects, per) in [("fvc2002/DB1_B", 10, 8), ("fvc2002/DB4_B", 10, 8), ("orl_faces", 40, 10)] {
+        let o = nhm(&["dataset", "inspect", "--json", s(&shared(rel))]);
+        assert!(o.status.success(), "{rel}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(v["subjects"], subjects, "{rel}");
+        assert_eq!(v["samples"], subjects * per, "{rel}");
+    }
+    let o = nhm(&["dataset", "inspect", "/definitely/not/here"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/definitely/not/here"), "{}", stderr(&o));
+}
+
+#[test]
+fn eval_rejects_an_unknown_protocol_and_a_missing_model() {
+    let o = nhm(&["eval", "--model", "/no/such/model", "--protocol", "fvc"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/no/such/model"), "{}", stderr(&o));
+    let o = nhm(&["eval", "--model", "/no/such/model", "--protocol", "sideways"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("sideways"), "{}", stderr(&o));
+}
