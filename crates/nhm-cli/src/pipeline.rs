@@ -253,8 +253,15 @@ pub fn evaluate_encoder(
     // Score files of the deployed system (binary hashmaps).
     // Score files name subjects by their source label, made safe for whitespace-separated formats.
     let labels = |s: u32| {
-        let l = test.subjects.get(s as usize).cloned().unwrap_or_else(|| s.to_string());
-        let l: String = l.chars().map(|c| if c.is_whitespace() { '_' } else { c }).collect();
+        let l = test
+            .subjects
+            .get(s as usize)
+            .cloned()
+            .unwrap_or_else(|| s.to_string());
+        let l: String = l
+            .chars()
+            .map(|c| if c.is_whitespace() { '_' } else { c })
+            .collect();
         if l.is_empty() || l.starts_with('#') {
             format!("subject{s}")
         } else {

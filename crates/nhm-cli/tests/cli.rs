@@ -20,7 +20,9 @@ fn stdout(o: &Output) -> String {
 }
 
 fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(rel)
 }
 
 fn s(p: &Path) -> &str {
@@ -47,8 +49,20 @@ fn quick_demo_then_encode() {
         assert!((0.0..=1.0).contains(&eer(i)), "EER of system {i} out of range");
     }
     // Even the quick run's encoder must beat raw pixels on unseen fingers.
-    assert!(eer(1) < eer(0), "learned embedding EER {} not below raw pixels {}", eer(1), eer(0));
-    for f in ["report.md", "report.html", "det.png", "scores-binary.csv", "scores-binary.txt", "threshold.json"] {
+    assert!(
+        eer(1) < eer(0),
+        "learned embedding EER {} not below raw pixels {}",
+        eer(1),
+        eer(0)
+    );
+    for f in [
+        "report.md",
+        "report.html",
+        "det.png",
+        "scores-binary.csv",
+        "scores-binary.txt",
+        "threshold.json",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let model = out.join("model");
@@ -58,7 +72,16 @@ fn quick_demo_then_encode() {
     let o = nhm(&["key", "new", "--out", s(&key)]);
     assert!(o.status.success(), "{}", stderr(&o));
     let enc = dir.path().join("db1.jsonl");
-    let o = nhm(&["encode", "--model", s(&model), "--key", s(&key), "--out", s(&enc), s(&shared("fvc2002/DB1_B"))]);
+    let o = nhm(&[
+        "encode",
+        "--model",
+        s(&model),
+        "--key",
+        s(&key),
+        "--out",
+        s(&enc),
+        s(&shared("fvc2002/DB1_B")),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&enc)
         .unwrap()
@@ -80,8 +103,14 @@ fn quick_demo_then_encode() {
     let cases: [(&[&str], &str); 4] = [
         (&["--model", s(&model), "--key", s(&short_key)], "key"),
         (&["--model", s(&other_model), "--key", s(&key)], "encoder"),
-        (&["--model", s(&model), "--key", s(&key), "--kind", "fuzzy"], "fuzzy"),
-        (&["--model", s(&model), "--key", s(&key), s(&corrupt)], "corrupt.png"),
+        (
+            &["--model", s(&model), "--key", s(&key), "--kind", "fuzzy"],
+            "fuzzy",
+        ),
+        (
+            &["--model", s(&model), "--key", s(&key), s(&corrupt)],
+            "corrupt.png",
+        ),
     ];
     for (args, needle) in cases {
         let mut full = vec!["encode", "--out", s(&bad_out)];
@@ -91,7 +120,11 @@ fn quick_demo_then_encode() {
         }
         let o = nhm(&full);
         assert!(!o.status.success(), "encode {args:?} should fail");
-        assert!(stderr(&o).contains(needle), "error for {args:?} does not name {needle}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(needle),
+            "error for {args:?} does not name {needle}: {}",
+            stderr(&o)
+        );
         assert!(!bad_out.exists(), "a failed encode left {}", bad_out.display());
     }
 }
@@ -99,9 +132,24 @@ fn quick_demo_then_encode() {
 #[test]
 fn synth_writes_fvc_named_images_and_a_contact_sheet() {
     let dir = tempfile::tempdir().unwrap();
-    let o = nhm(&["synth", "--subjects", "3", "--impressions", "2", "--out", s(dir.path()), "--preview"]);
+    let o = nhm(&[
+        "synth",
+        "--subjects",
+        "3",
+        "--impressions",
+        "2",
+        "--out",
+        s(dir.path()),
+        "--preview",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    for f in ["1_1.png", "1_2.png", "3_2.png", "manifest.json", "contact_sheet.png"] {
+    for f in [
+        "1_1.png",
+        "1_2.png",
+        "3_2.png",
+        "manifest.json",
+        "contact_sheet.png",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f} missing");
     }
     let o = nhm(&["synth", "--subjects", "0", "--out", s(dir.path())]);
@@ -111,7 +159,11 @@ fn synth_writes_fvc_named_images_and_a_contact_sheet() {
 
 #[test]
 fn dataset_inspect_reports_the_real_sets() {
-    for (rel, subjects, per) in [("fvc2002/DB1_B", 10, 8), ("fvc2002/DB4_B", 10, 8), ("orl_faces", 40, 10)] {
+    for (rel, subjects, per) in [
+        ("fvc2002/DB1_B", 10, 8),
+        ("fvc2002/DB4_B", 10, 8),
+        ("orl_faces", 40, 10),
+    ] {
         let o = nhm(&["dataset", "inspect", "--json", s(&shared(rel))]);
         assert!(o.status.success(), "{rel}: {}", stderr(&o));
         let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();

@@ -84,7 +84,12 @@ pub fn read_inputs(inputs: &[PathBuf], size: u32) -> Result<Vec<Input>> {
                 .into_iter()
                 .map(|s| {
                     let source = s.source.map(|p| p.display().to_string()).unwrap_or_default();
-                    Input { source, subject: Some(s.subject_label), sample: Some(s.index), image: s.image }
+                    Input {
+                        source,
+                        subject: Some(s.subject_label),
+                        sample: Some(s.index),
+                        image: s.image,
+                    }
                 })
                 .collect());
         }
@@ -94,7 +99,12 @@ pub fn read_inputs(inputs: &[PathBuf], size: u32) -> Result<Vec<Input>> {
         .map(|p| {
             let img = loaders::load_image(p).with_context(|| format!("reading image {}", p.display()))?;
             let image = preprocess::fit(&img, size, Fit::CenterCropResize);
-            Ok(Input { source: p.display().to_string(), subject: None, sample: None, image })
+            Ok(Input {
+                source: p.display().to_string(),
+                subject: None,
+                sample: None,
+                image,
+            })
         })
         .collect()
 }
