@@ -135,17 +135,17 @@ fn url(server: &str, segments: &[&str]) -> Result<reqwest::Url> {
     Ok(u)
 }
 
-/// Sends a JSON request and returns the JSON answer; a server error becomes an error with the
-/// server's code and message.
-fn send(c: &ClientOpts, method: reqwest::Method, segments: &[&str], body: &Value) -> Result<Value> {
+/// Sends a JSON request to `server` with a bearer token and returns the JSON answer; a server
+/// error becomes an error with the server's code and message.
+pub fn send_to(server: &str, token: &str, method: reqwest::Method, segments: &[&str], body: &Value) -> Result<Value> {
     let client = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .context("building the HTTP client")?;
-    let u = url(&c.server, segments)?;
+    let u = url(server, segments)?;
     let resp = client
         .request(method, u.clone())
-        .bearer_auth(&c.token)
+        .bearer_auth(token)
         .json(body)
         .send()
         .with_context(|| format!("sending to {u}"))?;
@@ -157,6 +157,11 @@ fn send(c: &ClientOpts, method: reqwest::Method, segments: &[&str], body: &Value
         bail!("server answered {status}: {code}: {msg}");
     }
     Ok(v)
+}
+
+/// [`send_to`] with the server and token of the client options.
+fn send(c: &ClientOpts, method: reqwest::Method, segments: &[&str], body: &Value) -> Result<Value> {
+    send_to(&c.server, &c.token, method, segments, body)
 }
 
 fn print(v: &Value) -> Result<()> {

@@ -1,14 +1,18 @@
 //! `nhm demo`: the whole pipeline from nothing, on the embedded synthetic fingerprints:
 //! generate → train → encode → enrol → verify / identify → report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use nhm_data::Dataset;
 use nhm_model::{EncoderConfig, LossKind, TrainConfig};
-use nhm_template::{Fusion, Gallery, Protector, Threshold};
+use nhm_server::{Role, Tokens};
+use nhm_template::{Hashmap, Key, Protector, Threshold};
+use reqwest::Method;
 use serde_json::json;
 
+use crate::cmd::client::send_to;
 use crate::pipeline::{self, Embedded, EvalOptions};
 use crate::source::DataArgs;
 use crate::training::{pct, train_with_progress};
@@ -132,7 +136,7 @@ pub fn run(args: Args) -> Result<()> {
     println!("4/5 enrolling, verifying and identifying with binary hashmaps");
     let threshold: Threshold =
         serde_json::from_str(&std::fs::read_to_string(args.out.join("threshold.json"))?)?;
-    session(&outcome.encoder, &splits.test, &threshold, args.seed)?;
+    session(&outcome.encoder, &splits.test, &threshold, args.seed, &args.out)?;
 
     println!("5/5 report");
     println!(
@@ -167,53 +171,86 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The client/server picture in miniature: every evaluation finger enrols its first impression
-/// as a binary hashmap; each second impression verifies against its own finger and, as an
-/// impostor, against the next finger; each second impression is also identified 1:N.
-fn session(
-    encoder: &nhm_model::Encoder,
-    test: &nhm_data::Dataset,
-    threshold: &Threshold,
-    seed: u64,
-) -> Result<()> {
+/// The client/server picture for real: a hashmap service on loopback (embedded store in
+/// `out/server`, a server pepper, the threshold from the development split), and clients that
+/// encode and protect on their side and talk HTTP. Every evaluation finger enrols its first
+/// impression; each second impression verifies against its own finger and, as an impostor,
+/// against the next finger, and is identified 1:N.
+fn session(encoder: &nhm_model::Encoder, test: &Dataset, threshold: &Threshold, seed: u64, out: &Path) -> Result<()> {
+    let store_dir = out.join("server");
+    if store_dir.exists() {
+        std::fs::remove_dir_all(&store_dir).with_context(|| format!("clearing {}", store_dir.display()))?;
+    }
+    std::fs::create_dir_all(&store_dir)?;
+    let enrol_token = Key::random().fingerprint();
+    let verify_token = Key::random().fingerprint();
+    let config = nhm_server::Config {
+        threshold: Some(threshold.clone()),
+        dim: encoder.config().embedding_dim,
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let addr = rt.block_on(async {
+        let store = nhm_server::server::open_store(&config, &store_dir).await?;
+        let tokens = Tokens::from_plain(&[
+            ("demo-client", Role::Enrol, enrol_token.as_str()),
+            ("demo-kiosk", Role::Verify, verify_token.as_str()),
+        ]);
+        let state = nhm_server::AppState::new(config, store, tokens, Some(&Key::random())).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(nhm_server::server::serve_on(listener, state));
+        anyhow::Ok(addr)
+    })?;
+    let server = format!("http://{addr}");
+
     let emb = Embedded::new(encoder, test)?;
-    let protector = Protector::new(
-        &pipeline::application_key(seed, "evaluation"),
-        encoder.config().embedding_dim,
-    )?;
-    let mut gallery = Gallery::new(protector.dim());
+    let protector = Protector::new(&pipeline::application_key(seed, "evaluation"), encoder.config().embedding_dim)?;
     let mut probes = Vec::new();
+    let pb = crate::progress::bar(emb.samples.len() as u64, "enrol");
     for (s, e) in emb.samples.iter().zip(&emb.embeddings) {
-        let h = protector.binary(e)?;
+        let h = Hashmap::Binary(protector.binary(e)?);
         match s.index {
-            0 => gallery.insert(&s.subject_label, &h)?,
-            1 => probes.push((s.subject_label.clone(), h)),
+            0 => {
+                let body = json!({ "templates": [h.to_base64()] });
+                let segs = ["v1", "subjects", &format!("finger-{}", s.subject_label), "templates"];
+                send_to(&server, &enrol_token, Method::POST, &segs, &body)?;
+            }
+            1 => probes.push((format!("finger-{}", s.subject_label), h)),
             _ => {}
         }
+        pb.inc(1);
     }
+    pb.finish_and_clear();
     let labels: Vec<String> = probes.iter().map(|(l, _)| l.clone()).collect();
     let (mut genuine_ok, mut impostor_ok, mut ident_ok) = (0, 0, 0);
     for (i, (label, h)) in probes.iter().enumerate() {
-        let other = &labels[(i + 1) % labels.len()];
-        if let Some(s) = gallery.verify(label, h, Fusion::Best)? {
-            genuine_ok += usize::from(threshold.accepts(s));
-        }
-        if let Some(s) = gallery.verify(other, h, Fusion::Best)? {
-            impostor_ok += usize::from(threshold.accepts(s));
-        }
-        let top = gallery.identify(h, 1, Fusion::Best)?;
-        ident_ok += usize::from(
-            top.first()
-                .is_some_and(|c| &c.subject == label && threshold.accepts(c.score)),
-        );
+        let body = json!({ "template": h.to_base64() });
+        let verify = |who: &str| -> Result<bool> {
+            let v = send_to(&server, &verify_token, Method::POST, &["v1", "subjects", who, "verify"], &body)?;
+            Ok(v["match"].as_bool() == Some(true))
+        };
+        genuine_ok += usize::from(verify(label)?);
+        impostor_ok += usize::from(verify(&labels[(i + 1) % labels.len()])?);
+        let v = send_to(
+            &server,
+            &verify_token,
+            Method::POST,
+            &["v1", "identify"],
+            &json!({ "template": h.to_base64(), "k": 1 }),
+        )?;
+        ident_ok += usize::from(v["candidates"][0]["subject"].as_str() == Some(label.as_str()));
     }
+    rt.shutdown_background();
     let n = probes.len();
     println!(
-        "    gallery: {} fingers; threshold {:.4} (FMR {:.1e} on the development split, {} impostor pairs)",
-        gallery.subjects(),
-        threshold.score,
-        threshold.measured_fmr,
-        threshold.impostor_comparisons
+        "    server {server}: {} fingers enrolled over HTTP (durable, peppered store in {})",
+        labels.len(),
+        store_dir.display()
+    );
+    println!(
+        "    threshold {:.4}: FMR {:.1e} measured on the development split ({} impostor pairs)",
+        threshold.score, threshold.measured_fmr, threshold.impostor_comparisons
     );
     println!("    verify, genuine:  {genuine_ok}/{n} accepted");
     println!("    verify, impostor: {impostor_ok}/{n} accepted");
