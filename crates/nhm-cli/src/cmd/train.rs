@@ -137,15 +137,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         TrainEvent::Epoch(s) => {
             last_eer = s.val_eer;
-            pb.println(format!(
-                "epoch {:>3}: loss {:.4}  val EER {}  {:.0} img/s  lr {:.2e}  {:.1}s",
-                s.epoch,
-                s.train_loss,
-                fmt_eer(s.val_eer),
-                s.images_per_sec,
-                s.lr,
-                s.seconds
-            ));
+            say(
+                &pb,
+                format!(
+                    "epoch {:>3}: loss {:.4}  val EER {}  {:.0} img/s  lr {:.2e}  {:.1}s",
+                    s.epoch,
+                    s.train_loss,
+                    fmt_eer(s.val_eer),
+                    s.images_per_sec,
+                    s.lr,
+                    s.seconds
+                ),
+            );
         }
         TrainEvent::Checkpoint(p) => tracing::info!("checkpoint {}", p.display()),
         TrainEvent::EarlyStop { epoch } => pb.println(format!(
@@ -182,6 +185,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.out.join(LAST_DIR).display()
     );
     Ok(())
+}
+
+/// A line above the progress bar, or on stderr when the bar is hidden (quiet, or no terminal).
+fn say(pb: &indicatif::ProgressBar, line: String) {
+    if pb.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        pb.println(line);
+    }
 }
 
 fn fmt_eer(e: f64) -> String {
