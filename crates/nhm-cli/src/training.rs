@@ -36,7 +36,6 @@ pub fn train_with_progress(
         }
         TrainEvent::Epoch(s) => {
             last_eer = s.val_eer;
-            pb.set_position(s.epoch as u64);
             let line = format!(
                 "epoch {:>3}  loss {:.4}  val EER {:>7}  {:.0} img/s  lr {:.2e}  {:.1} s",
                 s.epoch,
@@ -46,8 +45,12 @@ pub fn train_with_progress(
                 s.lr,
                 s.seconds
             );
-            pb.println(&line);
-            tracing::info!("{line}");
+            // Above the bar, or on stderr when the bar is hidden (--quiet, or no terminal).
+            if pb.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                pb.println(&line);
+            }
         }
         TrainEvent::Checkpoint(p) => tracing::debug!("checkpoint {}", p.display()),
         TrainEvent::EarlyStop { epoch } => {

@@ -44,7 +44,10 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let stages: Vec<&str> = args.only.split(',').map(str::trim).collect();
     for s in &stages {
-        anyhow::ensure!(["synth", "model", "match"].contains(s), "unknown stage `{s}` (synth, model, match)");
+        anyhow::ensure!(
+            ["synth", "model", "match"].contains(s),
+            "unknown stage `{s}` (synth, model, match)"
+        );
     }
     let mut all = serde_json::Map::new();
     if stages.contains(&"synth") {
@@ -57,19 +60,29 @@ pub fn run(args: Args) -> Result<()> {
         all.insert("match".into(), bench_match(args.gallery, args.seed)?);
     }
     if let Some(p) = &args.out {
-        std::fs::write(p, serde_json::to_string_pretty(&all)?).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, serde_json::to_string_pretty(&all)?)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
 }
 
 fn bench_synth(seed: u64) -> Result<serde_json::Value> {
-    let cfg = SynthConfig { seed, subjects: 20, impressions: 8, size: 96, ..Default::default() };
+    let cfg = SynthConfig {
+        seed,
+        subjects: 20,
+        impressions: 8,
+        size: 96,
+        ..Default::default()
+    };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let t = Instant::now();
     let ds = pool.install(|| cfg.generate())?;
     let secs = t.elapsed().as_secs_f64();
     let rate = ds.samples.len() as f64 / secs;
-    println!("synth    {:>8.0} impressions/s at 96x96 on one core (20 fingers x 8, master prints included)", rate);
+    println!(
+        "synth    {:>8.0} impressions/s at 96x96 on one core (20 fingers x 8, master prints included)",
+        rate
+    );
     Ok(json!({ "impressions_per_sec_one_core": rate, "size": 96, "impressions": ds.samples.len() }))
 }
 
@@ -108,13 +121,31 @@ fn torch_twin(enc: &EncoderConfig) -> Result<serde_json::Value> {
     let channels: Vec<String> = enc.channels.iter().map(|c| c.to_string()).collect();
     let out = Command::new("python3")
         .arg(&script)
-        .args(["--size", &enc.input_size.to_string(), "--channels", &channels.join(",")])
-        .args(["--dim", &enc.embedding_dim.to_string(), "--pool-grid", &enc.pool_grid.to_string()])
+        .args([
+            "--size",
+            &enc.input_size.to_string(),
+            "--channels",
+            &channels.join(","),
+        ])
+        .args([
+            "--dim",
+            &enc.embedding_dim.to_string(),
+            "--pool-grid",
+            &enc.pool_grid.to_string(),
+        ])
         .output()
         .with_context(|| format!("running {}", script.display()))?;
-    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr).trim());
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.starts_with('{')).context("no JSON line from the PyTorch twin")?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("no JSON line from the PyTorch twin")?;
     Ok(serde_json::from_str(line)?)
 }
 
@@ -153,7 +184,9 @@ fn bench_match(n: usize, seed: u64) -> Result<serde_json::Value> {
         std::hint::black_box(protector.binary(std::hint::black_box(&e))?);
     }
     let protect_rate = reps as f64 / t.elapsed().as_secs_f64();
-    println!("protect  {protect_rate:>8.0} embeddings/s -> binary hashmaps (keyed transform + sign), one core");
+    println!(
+        "protect  {protect_rate:>8.0} embeddings/s -> binary hashmaps (keyed transform + sign), one core"
+    );
     Ok(json!({
         "gallery": n,
         "identify_p50_ms": p50,

@@ -137,7 +137,13 @@ fn url(server: &str, segments: &[&str]) -> Result<reqwest::Url> {
 
 /// Sends a JSON request to `server` with a bearer token and returns the JSON answer; a server
 /// error becomes an error with the server's code and message.
-pub fn send_to(server: &str, token: &str, method: reqwest::Method, segments: &[&str], body: &Value) -> Result<Value> {
+pub fn send_to(
+    server: &str,
+    token: &str,
+    method: reqwest::Method,
+    segments: &[&str],
+    body: &Value,
+) -> Result<Value> {
     let client = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()

@@ -176,7 +176,13 @@ pub fn run(args: Args) -> Result<()> {
 /// encode and protect on their side and talk HTTP. Every evaluation finger enrols its first
 /// impression; each second impression verifies against its own finger and, as an impostor,
 /// against the next finger, and is identified 1:N.
-fn session(encoder: &nhm_model::Encoder, test: &Dataset, threshold: &Threshold, seed: u64, out: &Path) -> Result<()> {
+fn session(
+    encoder: &nhm_model::Encoder,
+    test: &Dataset,
+    threshold: &Threshold,
+    seed: u64,
+    out: &Path,
+) -> Result<()> {
     let store_dir = out.join("server");
     if store_dir.exists() {
         std::fs::remove_dir_all(&store_dir).with_context(|| format!("clearing {}", store_dir.display()))?;
@@ -185,11 +191,14 @@ fn session(encoder: &nhm_model::Encoder, test: &Dataset, threshold: &Threshold, 
     let enrol_token = Key::random().fingerprint();
     let verify_token = Key::random().fingerprint();
     let config = nhm_server::Config {
-        threshold: Some(threshold.clone()),
+        threshold: Some(*threshold),
         dim: encoder.config().embedding_dim,
         ..Default::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     let addr = rt.block_on(async {
         let store = nhm_server::server::open_store(&config, &store_dir).await?;
         let tokens = Tokens::from_plain(&[
@@ -205,7 +214,10 @@ fn session(encoder: &nhm_model::Encoder, test: &Dataset, threshold: &Threshold, 
     let server = format!("http://{addr}");
 
     let emb = Embedded::new(encoder, test)?;
-    let protector = Protector::new(&pipeline::application_key(seed, "evaluation"), encoder.config().embedding_dim)?;
+    let protector = Protector::new(
+        &pipeline::application_key(seed, "evaluation"),
+        encoder.config().embedding_dim,
+    )?;
     let mut probes = Vec::new();
     let pb = crate::progress::bar(emb.samples.len() as u64, "enrol");
     for (s, e) in emb.samples.iter().zip(&emb.embeddings) {
@@ -213,7 +225,12 @@ fn session(encoder: &nhm_model::Encoder, test: &Dataset, threshold: &Threshold, 
         match s.index {
             0 => {
                 let body = json!({ "templates": [h.to_base64()] });
-                let segs = ["v1", "subjects", &format!("finger-{}", s.subject_label), "templates"];
+                let segs = [
+                    "v1",
+                    "subjects",
+                    &format!("finger-{}", s.subject_label),
+                    "templates",
+                ];
                 send_to(&server, &enrol_token, Method::POST, &segs, &body)?;
             }
             1 => probes.push((format!("finger-{}", s.subject_label), h)),
@@ -227,7 +244,13 @@ fn session(encoder: &nhm_model::Encoder, test: &Dataset, threshold: &Threshold, 
     for (i, (label, h)) in probes.iter().enumerate() {
         let body = json!({ "template": h.to_base64() });
         let verify = |who: &str| -> Result<bool> {
-            let v = send_to(&server, &verify_token, Method::POST, &["v1", "subjects", who, "verify"], &body)?;
+            let v = send_to(
+                &server,
+                &verify_token,
+                Method::POST,
+                &["v1", "subjects", who, "verify"],
+                &body,
+            )?;
             Ok(v["match"].as_bool() == Some(true))
         };
         genuine_ok += usize::from(verify(label)?);

@@ -5,25 +5,18 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use nhm_data::loaders::{open, LoadOptions};
-use nhm_data::synth::SynthConfig;
-use nhm_data::Dataset;
-use nhm_model::{EncoderConfig, LossKind, TrainConfig, TrainEvent, ENCODER_SMALL_TOML, LAST_DIR};
+use nhm_model::{EncoderConfig, LossKind, TrainConfig, ENCODER_SMALL_TOML, LAST_DIR};
+
+use crate::source::DataArgs;
+use crate::training::{pct, train_with_progress};
 
 /// Arguments of `nhm train`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// `synth` (generate fingerprints in memory) or a dataset folder (FVC, SOCOFing, ORL, one folder per identity).
-    #[arg(long, default_value = "synth")]
-    data: String,
-    /// Synthetic data: number of fingers (default 80; 32 with --quick).
-    #[arg(long)]
-    subjects: Option<u32>,
-    /// Synthetic data: impressions per finger (default 8; 6 with --quick).
-    #[arg(long)]
-    impressions: Option<u32>,
-    /// Seed of the synthetic data, the subject split and training.
-    #[arg(long, default_value_t = 42)]
+    #[command(flatten)]
+    data: DataArgs,
+    /// Seed of weight initialisation, batches and augmentation.
+    #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Encoder architecture (TOML); default: the built-in configs/encoder-small.toml.
     #[arg(long)]
@@ -31,10 +24,10 @@ pub struct Args {
     /// Training settings (TOML, fields of TrainConfig); flags below override it.
     #[arg(long)]
     train_config: Option<PathBuf>,
-    /// Loss: contrastive | arcface | supcon.
+    /// Loss: contrastive (the seed's) | arcface | supcon.
     #[arg(long)]
     loss: Option<String>,
-    /// Maximum epochs (default 12; 3 with --quick).
+    /// Maximum epochs.
     #[arg(long)]
     epochs: Option<usize>,
     /// Peak learning rate.
@@ -52,22 +45,12 @@ pub struct Args {
     /// Train without augmentation.
     #[arg(long)]
     no_augment: bool,
-    /// Share of subjects kept out of training AND validation for evaluation (DESIGN.md §4: the
-    /// last 20%); `nhm eval` measures on them.
-    #[arg(long, default_value_t = 0.2)]
-    holdout: f64,
-    /// Share of the remaining subjects used for validation (early stopping, best epoch).
-    #[arg(long, default_value_t = 0.2)]
-    val_fraction: f64,
     /// Output folder: best encoder (encoder.safetensors + checkpoint.json) and last/ for resume.
     #[arg(long, default_value = "artifacts/train")]
     out: PathBuf,
     /// Resume from a checkpoint folder (`OUT/last`, or OUT itself); same settings and data needed.
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// A fast run (fewer subjects and epochs) for smoke tests and demos.
-    #[arg(long)]
-    quick: bool,
 }
 
 /// Runs `nhm train`.
@@ -79,26 +62,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => EncoderConfig::from_toml_str(ENCODER_SMALL_TOML, Path::new("configs/encoder-small.toml"))?,
     };
     let cfg = train_config(&args)?;
-    anyhow::ensure!((0.0..1.0).contains(&args.holdout), "--holdout must be in [0, 1)");
-    anyhow::ensure!(
-        (0.0..1.0).contains(&args.val_fraction),
-        "--val-fraction must be in [0, 1)"
-    );
-
-    let (all, data_desc) = load_data(&args, &enc)?;
-    // DESIGN.md §4: evaluation subjects are the last `holdout` share, in source order.
-    let (dev, held) = all.split_subjects(1.0 - args.holdout, None);
-    let (train_set, val_set) = dev.split_subjects(1.0 - args.val_fraction, Some(args.seed));
+    let all = args.data.load(enc.input_size as u32)?;
+    let splits = args.data.split(&all)?;
+    anyhow::ensure!(splits.train.n_subjects() >= 2, "fewer than two training subjects");
     eprintln!(
-        "data: {data_desc}; train {} subjects / {} samples, validation {} / {}, held out for eval {} subjects",
-        train_set.n_subjects(),
-        train_set.samples.len(),
-        val_set.n_subjects(),
-        val_set.samples.len(),
-        held.n_subjects()
+        "data: {}; train {} subjects / {} samples, validation {} / {}, kept for evaluation {} subjects",
+        args.data.describe(),
+        splits.train.n_subjects(),
+        splits.train.samples.len(),
+        splits.val.n_subjects(),
+        splits.val.samples.len(),
+        splits.test.n_subjects()
     );
     eprintln!(
-        "model: input {}, channels {:?}, d {}; loss {:?}, {} epochs, P×K {}×{}, lr {}, augment {}",
+        "model: input {}, channels {:?}, d {}; loss {}, {} epochs, P×K {}×{}, lr {}, augment {}",
         enc.input_size,
         enc.channels,
         enc.embedding_dim,
@@ -109,7 +86,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.learning_rate,
         cfg.augment
     );
-
     let resume = args.resume.as_ref().map(|r| {
         if r.join(LAST_DIR).is_dir() {
             r.join(LAST_DIR)
@@ -117,57 +93,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             r.clone()
         }
     });
-    let pb = crate::progress::bar(cfg.epochs as u64, "train");
-    let mut last_eer = f64::NAN;
-    let mut on_event = |e: &TrainEvent| match e {
-        TrainEvent::Step {
-            epoch,
-            step,
-            steps_per_epoch,
-            loss,
-        } => {
-            pb.set_length((cfg.epochs * steps_per_epoch) as u64);
-            pb.set_position(((epoch - 1) * steps_per_epoch + step + 1) as u64);
-            let eer = if last_eer.is_nan() {
-                "-".to_string()
-            } else {
-                format!("{:.2}%", last_eer * 100.0)
-            };
-            pb.set_message(format!("epoch {epoch} loss {loss:.4} val EER {eer}"));
-        }
-        TrainEvent::Epoch(s) => {
-            last_eer = s.val_eer;
-            say(
-                &pb,
-                format!(
-                    "epoch {:>3}: loss {:.4}  val EER {}  {:.0} img/s  lr {:.2e}  {:.1}s",
-                    s.epoch,
-                    s.train_loss,
-                    fmt_eer(s.val_eer),
-                    s.images_per_sec,
-                    s.lr,
-                    s.seconds
-                ),
-            );
-        }
-        TrainEvent::Checkpoint(p) => tracing::info!("checkpoint {}", p.display()),
-        TrainEvent::EarlyStop { epoch } => pb.println(format!(
-            "early stop after epoch {epoch}: no better validation EER for {} epochs",
-            cfg.patience
-        )),
-    };
-    let outcome = nhm_model::train(
-        &train_set,
-        &val_set,
+    let outcome = train_with_progress(
+        &splits.train,
+        &splits.val,
         &enc,
         &cfg,
         Some(&args.out),
         resume.as_deref(),
-        &mut on_event,
-    )
-    .context("training")?;
-    pb.finish_and_clear();
-
+    )?;
     let best = outcome.history.iter().find(|h| h.epoch == outcome.best_epoch);
     let mean_ips =
         outcome.history.iter().map(|h| h.images_per_sec).sum::<f64>() / outcome.history.len().max(1) as f64;
@@ -177,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         t0.elapsed().as_secs_f64(),
         mean_ips,
         outcome.best_epoch,
-        best.map_or("-".into(), |b| fmt_eer(b.val_eer))
+        best.map_or("-".into(), |b| pct(b.val_eer))
     );
     println!(
         "encoder written to {} (resume from {})",
@@ -187,34 +120,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A line above the progress bar, or on stderr when the bar is hidden (quiet, or no terminal).
-fn say(pb: &indicatif::ProgressBar, line: String) {
-    if pb.is_hidden() {
-        eprintln!("{line}");
-    } else {
-        pb.println(line);
-    }
-}
-
-fn fmt_eer(e: f64) -> String {
-    if e.is_finite() {
-        format!("{:.2}%", e * 100.0)
-    } else {
-        "n/a".into()
-    }
-}
-
-/// The training settings: defaults (or the TOML file), then --quick, then explicit flags.
+/// The training settings: defaults (or the TOML file), then explicit flags.
 fn train_config(args: &Args) -> anyhow::Result<TrainConfig> {
     let mut cfg = match &args.train_config {
         Some(p) => TrainConfig::from_toml_file(p)?,
         None => TrainConfig::default(),
     };
     cfg.seed = args.seed;
-    if args.quick {
-        cfg.epochs = 3;
-        cfg.warmup_epochs = 0.5;
-    }
     if let Some(l) = &args.loss {
         cfg.loss = l.parse::<LossKind>()?;
     }
@@ -238,55 +150,4 @@ fn train_config(args: &Args) -> anyhow::Result<TrainConfig> {
     }
     cfg.validate()?;
     Ok(cfg)
-}
-
-/// Generates or reads the dataset at the encoder's input size; returns it with a description.
-fn load_data(args: &Args, enc: &EncoderConfig) -> anyhow::Result<(Dataset, String)> {
-    let size = enc.input_size as u32;
-    if args.data == "synth" {
-        let subjects = args.subjects.unwrap_or(if args.quick { 32 } else { 80 });
-        let impressions = args.impressions.unwrap_or(if args.quick { 6 } else { 8 });
-        let synth = SynthConfig {
-            seed: args.seed,
-            subjects,
-            impressions,
-            size,
-            ..Default::default()
-        };
-        let pb = crate::progress::bar(subjects as u64 * impressions as u64, "generate");
-        let ds = synth
-            .generate_with(&|n| pb.inc(n as u64))
-            .context("generating synthetic fingerprints")?;
-        pb.finish_and_clear();
-        Ok((
-            ds,
-            format!(
-                "synth subjects={subjects} impressions={impressions} size={size} seed={}",
-                args.seed
-            ),
-        ))
-    } else {
-        let path = PathBuf::from(&args.data);
-        let opts = LoadOptions {
-            size,
-            min_samples_per_subject: 2,
-            ..Default::default()
-        };
-        let ds = open(&path, &opts).with_context(|| format!("reading dataset {}", path.display()))?;
-        if !ds.problems.is_empty() {
-            eprintln!(
-                "warning: {} file(s) skipped while reading {}",
-                ds.problems.len(),
-                path.display()
-            );
-        }
-        let desc = format!(
-            "{:?} {} ({} subjects, {} samples)",
-            ds.layout,
-            path.display(),
-            ds.n_subjects(),
-            ds.samples.len()
-        );
-        Ok((ds, desc))
-    }
 }
