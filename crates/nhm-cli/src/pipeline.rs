@@ -23,6 +23,7 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use crate::progress;
+use crate::training::pct;
 
 /// How an evaluation runs.
 #[derive(Debug, Clone)]
@@ -346,6 +347,38 @@ pub fn evaluate_encoder(
     };
     report.write(out)?;
     Ok(report)
+}
+
+/// Prints the report's headline figures, one row per system, each line starting with `indent`.
+pub fn print_summary(report: &Report, indent: &str) {
+    println!(
+        "{indent}{:<34} {:>8} {:>10} {:>10} {:>8} {:>9} {:>9}",
+        "system", "EER", "FNMR@0.1%", "rank-1@1", "rank-1@5", "genuine", "impostor"
+    );
+    for s in &report.systems {
+        let f = &s.figures;
+        let at = f.fnmr_at_fmr.iter().find(|x| (x.fmr_target - 1e-3).abs() < 1e-12);
+        let at = at.map_or(
+            "-".into(),
+            |x| if x.resolvable { pct(x.fnmr) } else { "n/r".into() },
+        );
+        let rank1 = |k: usize| {
+            f.identification
+                .iter()
+                .find(|r| r.enrolled == k)
+                .map_or("-".into(), |r| pct(r.rank1))
+        };
+        println!(
+            "{indent}{:<34} {:>8} {:>10} {:>10} {:>8} {:>9} {:>9}",
+            s.name,
+            pct(f.eer),
+            at,
+            rank1(1),
+            rank1(5),
+            f.genuine_pairs,
+            f.impostor_pairs
+        );
+    }
 }
 
 /// One-line summaries of the operating point, protection and classifier figures, so the

@@ -24,16 +24,9 @@ use serde::{Deserialize, Serialize};
 use crate::det::{det_curve, DetPoint};
 use crate::{Error, Result, ScoreSet};
 
-/// How a probe's scores against one subject's several enrolled templates become one score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Fusion {
-    /// The highest score (nearest enrolled template).
-    #[default]
-    Best,
-    /// The mean score.
-    Mean,
-}
+/// How a probe's scores against one subject's several enrolled templates become one score: the
+/// same rule the server's gallery applies, so evaluation measures what is deployed.
+pub use nhm_template::Fusion;
 
 /// The knobs of the evaluation protocol; [`Protocol::default`] is DESIGN.md §4's protocol.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

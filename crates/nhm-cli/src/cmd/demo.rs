@@ -139,30 +139,7 @@ pub fn run(args: Args) -> Result<()> {
     session(&outcome.encoder, &splits.test, &threshold, args.seed, &args.out)?;
 
     println!("5/5 report");
-    println!(
-        "    {:<36} {:>9} {:>12} {:>16}",
-        "system", "EER", "FNMR@0.1%", "rank-1 (1 enrol)"
-    );
-    for s in &report.systems {
-        let f = &s.figures;
-        let at = f
-            .fnmr_at_fmr
-            .iter()
-            .find(|x| (x.fmr_target - 1e-3).abs() < 1e-12)
-            .map_or(f64::NAN, |x| x.fnmr);
-        let r1 = f
-            .identification
-            .iter()
-            .find(|r| r.enrolled == 1)
-            .map_or(f64::NAN, |r| r.rank1);
-        println!(
-            "    {:<36} {:>9} {:>12} {:>16}",
-            s.name,
-            pct(f.eer),
-            pct(at),
-            pct(r1)
-        );
-    }
+    pipeline::print_summary(&report, "    ");
     println!(
         "    report: {} (also report.md, report.json)",
         args.out.join("report.html").display()

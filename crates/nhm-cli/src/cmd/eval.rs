@@ -7,7 +7,6 @@ use serde_json::json;
 
 use crate::pipeline::{self, EvalOptions};
 use crate::source::DataArgs;
-use crate::training::pct;
 
 /// Arguments of `nhm eval`.
 #[derive(Debug, clap::Args)]
@@ -69,26 +68,7 @@ pub fn run(args: Args) -> Result<()> {
         title: format!("Neural Hashmaps evaluation: {}", args.data.describe()),
     };
     let report = pipeline::evaluate_encoder(&encoder, &splits.test, dev, &opts, &args.out)?;
-    println!(
-        "{:<36} {:>9} {:>10} {:>10} {:>8}",
-        "system", "EER", "genuine", "impostor", "rank-1"
-    );
-    for s in &report.systems {
-        let f = &s.figures;
-        let r1 = f
-            .identification
-            .iter()
-            .find(|r| r.enrolled == 1)
-            .map_or(f64::NAN, |r| r.rank1);
-        println!(
-            "{:<36} {:>9} {:>10} {:>10} {:>8}",
-            s.name,
-            pct(f.eer),
-            f.genuine_pairs,
-            f.impostor_pairs,
-            pct(r1)
-        );
-    }
+    pipeline::print_summary(&report, "");
     println!("report: {}", args.out.join("report.html").display());
     Ok(())
 }
