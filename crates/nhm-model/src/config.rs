@@ -264,13 +264,16 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             loss: LossKind::default(),
-            epochs: 12,
+            epochs: 14,
             subjects_per_batch: 16,
             samples_per_subject: 4,
             learning_rate: 2e-3,
             warmup_epochs: 1.0,
             weight_decay: 1e-4,
-            augment: true,
+            // Off: the synthetic generator already varies impressions strongly (rotation,
+            // translation, distortion, partial contact), and on top of it augmentation slowed
+            // learning (500 fingers, 5 epochs, supcon: validation EER 16.8% without, 18.6% with).
+            augment: false,
             patience: 4,
             seed: 0,
             max_val_impostor_pairs: 100_000,
