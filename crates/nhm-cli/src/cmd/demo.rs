@@ -32,7 +32,7 @@ pub struct Args {
     /// Training objective: contrastive (the seed's), arcface, supcon, ...
     #[arg(long, default_value = "supcon")]
     pub loss: String,
-    /// Training epochs (default: the training configuration's, fewer with --quick).
+    /// Training epochs (default 20; 3 with --quick).
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Encoder configuration (TOML); default: the embedded small encoder.
@@ -61,9 +61,7 @@ pub fn run(args: Args) -> Result<()> {
     let defaults = TrainConfig::default();
     let cfg = TrainConfig {
         loss,
-        epochs: args
-            .epochs
-            .unwrap_or(if args.quick { 3 } else { defaults.epochs }),
+        epochs: args.epochs.unwrap_or(if args.quick { 3 } else { 20 }),
         seed: args.seed,
         ..defaults
     };

@@ -45,6 +45,10 @@ pub struct Args {
     /// Train without augmentation.
     #[arg(long)]
     no_augment: bool,
+    /// Train with augmentation (rotation, translation, elastic, noise, crop): for real datasets,
+    /// whose few samples per subject vary less than synthetic impressions.
+    #[arg(long, conflicts_with = "no_augment")]
+    augment: bool,
     /// Output folder: best encoder (encoder.safetensors + checkpoint.json) and last/ for resume.
     #[arg(long, default_value = "artifacts/train")]
     out: PathBuf,
@@ -147,6 +151,9 @@ fn train_config(args: &Args) -> anyhow::Result<TrainConfig> {
     }
     if args.no_augment {
         cfg.augment = false;
+    }
+    if args.augment {
+        cfg.augment = true;
     }
     cfg.validate()?;
     Ok(cfg)
