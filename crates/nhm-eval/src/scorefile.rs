@@ -73,70 +73,63 @@ pub fn write_bob4(path: &Path, records: &[ScoreRecord], labels: &dyn Fn(u32) -> 
 /// and lines starting with `#` are skipped. A line without exactly four fields, or whose score
 /// is not a finite number, is an error naming the line.
 pub fn read_bob4(path: &Path) -> Result<ScoreSet> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut genuine = Vec::new();
-    let mut impostor = Vec::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::io(path, e))?;
-        let bad = |reason: String| Error::ScoreFileLine {
-            path: path.to_path_buf(),
-            line: n + 1,
-            reason,
-        };
+    read_scores(path, |_, line| {
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
+            return Ok(None);
         }
         let fields: Vec<&str> = trimmed.split_whitespace().collect();
         let [claimed, real, _probe, score] = fields[..] else {
-            return Err(bad(format!(
+            return Err(format!(
                 "expected 4 fields (claimed_id real_id probe_label score), found {}",
                 fields.len()
-            )));
+            ));
         };
-        let score = parse_score(score).map_err(bad)?;
-        if claimed == real {
-            genuine.push(score);
-        } else {
-            impostor.push(score);
-        }
-    }
-    ScoreSet::new(genuine, impostor)
+        Ok(Some((claimed == real, parse_score(score)?)))
+    })
 }
 
 /// Reads a CSV score file written by [`write_csv`] (header required): a line is genuine when
 /// `reference_subject == probe_subject`. Errors name the line.
 pub fn read_csv(path: &Path) -> Result<ScoreSet> {
+    read_scores(path, |n, line| {
+        if n == 0 {
+            if line.trim() != "reference_subject,probe_subject,probe_sample,score" {
+                return Err("expected the header reference_subject,probe_subject,probe_sample,score".into());
+            }
+            return Ok(None);
+        }
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        let fields = split_csv(line).map_err(String::from)?;
+        let [reference, probe, _sample, score] = &fields[..] else {
+            return Err(format!("expected 4 fields, found {}", fields.len()));
+        };
+        Ok(Some((reference == probe, parse_score(score)?)))
+    })
+}
+
+/// Reads a score file line by line: `parse(line_index, line)` gives `(genuine, score)`, `None`
+/// for a line to skip, or a reason that becomes an error naming the line.
+fn read_scores(
+    path: &Path,
+    mut parse: impl FnMut(usize, &str) -> std::result::Result<Option<(bool, f64)>, String>,
+) -> Result<ScoreSet> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut genuine = Vec::new();
     let mut impostor = Vec::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| Error::io(path, e))?;
-        let bad = |reason: String| Error::ScoreFileLine {
+        let parsed = parse(n, &line).map_err(|reason| Error::ScoreFileLine {
             path: path.to_path_buf(),
             line: n + 1,
             reason,
-        };
-        if n == 0 {
-            if line.trim() != "reference_subject,probe_subject,probe_sample,score" {
-                return Err(bad(
-                    "expected the header reference_subject,probe_subject,probe_sample,score".into(),
-                ));
-            }
-            continue;
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields = split_csv(&line).map_err(|r| bad(r.into()))?;
-        let [reference, probe, _sample, score] = &fields[..] else {
-            return Err(bad(format!("expected 4 fields, found {}", fields.len())));
-        };
-        let score = parse_score(score).map_err(bad)?;
-        if reference == probe {
-            genuine.push(score);
-        } else {
-            impostor.push(score);
+        })?;
+        match parsed {
+            Some((true, score)) => genuine.push(score),
+            Some((false, score)) => impostor.push(score),
+            None => {}
         }
     }
     ScoreSet::new(genuine, impostor)
