@@ -88,6 +88,18 @@ impl EncoderConfig {
         std::fs::write(path, text).map_err(|e| Error::io(path, e))
     }
 
+    /// A 32-px, two-stage encoder that trains in milliseconds: the unit tests' model.
+    #[cfg(test)]
+    pub(crate) fn tiny_for_tests() -> Self {
+        EncoderConfig {
+            input_size: 32,
+            channels: vec![4, 8],
+            embedding_dim: 16,
+            convs_per_stage: 1,
+            pool_grid: 2,
+        }
+    }
+
     /// Side of the last stage's feature map.
     pub fn final_map_size(&self) -> usize {
         self.input_size >> self.channels.len().saturating_sub(1)

@@ -328,13 +328,7 @@ mod tests {
     use super::*;
 
     fn tiny() -> EncoderConfig {
-        EncoderConfig {
-            input_size: 32,
-            channels: vec![4, 8],
-            embedding_dim: 16,
-            convs_per_stage: 1,
-            pool_grid: 2,
-        }
+        EncoderConfig::tiny_for_tests()
     }
 
     fn images(n: usize, s: u32) -> Vec<GrayImage> {

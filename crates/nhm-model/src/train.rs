@@ -671,13 +671,7 @@ mod tests {
     }
 
     fn tiny() -> EncoderConfig {
-        EncoderConfig {
-            input_size: 32,
-            channels: vec![4, 8],
-            embedding_dim: 16,
-            convs_per_stage: 1,
-            pool_grid: 2,
-        }
+        EncoderConfig::tiny_for_tests()
     }
 
     fn quick(loss: LossKind, epochs: usize) -> TrainConfig {
