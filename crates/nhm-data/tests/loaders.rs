@@ -131,6 +131,7 @@ fn orl_faces_are_40_subjects_by_10_in_natural_order() {
             size: 64,
             fit: Fit::Pad,
             min_samples_per_subject: 2,
+            roi: None,
         },
     )
     .unwrap();
@@ -518,6 +519,17 @@ fn unknown_layout_and_bad_parameters_are_errors() {
         open(
             &fvc,
             &LoadOptions {
+                roi: Some(0),
+                ..LoadOptions::default()
+            }
+        ),
+        Err(Error::InvalidParameter { name: "roi", .. })
+    ));
+    let fvc = shared("fvc2002/DB1_B");
+    assert!(matches!(
+        open(
+            &fvc,
+            &LoadOptions {
                 size: 0,
                 ..LoadOptions::default()
             }
@@ -588,4 +600,55 @@ fn lanczos_keeps_more_ridge_contrast_on_real_scans() {
         );
         assert!(lanczos > triangle, "{folder}: {lanczos} vs {triangle}");
     }
+}
+
+#[test]
+fn roi_crops_around_the_print_before_fitting() {
+    let root = shared("fvc2002/DB1_B");
+    let whole = open(
+        &root,
+        &LoadOptions {
+            size: 64,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    let roi = open(
+        &root,
+        &LoadOptions {
+            size: 64,
+            roi: Some(144),
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(roi.samples.len(), whole.samples.len());
+    // A 144-px crop around the print is filled with ridges; the whole 388x374 frame fitted to the
+    // same 64 px is part background, and its 9-px ridge period shrinks to about 1.5 px, where
+    // the resampling filter smooths most of the ridge contrast away.
+    let ridge_share = |ds: &nhm_data::Dataset| {
+        let mut busy = 0usize;
+        let mut all = 0usize;
+        for s in &ds.samples {
+            let img = &s.image;
+            assert_eq!(img.dimensions(), (64, 64));
+            for by in (0..64).step_by(8) {
+                for bx in (0..64).step_by(8) {
+                    let px: Vec<f64> = (0..64)
+                        .map(|i| img.get_pixel(bx + i % 8, by + i / 8).0[0] as f64)
+                        .collect();
+                    let m = px.iter().sum::<f64>() / 64.0;
+                    let sd = (px.iter().map(|p| (p - m).powi(2)).sum::<f64>() / 64.0).sqrt();
+                    busy += (sd > 30.0) as usize;
+                    all += 1;
+                }
+            }
+        }
+        busy as f64 / all as f64
+    };
+    let (a, b) = (ridge_share(&whole), ridge_share(&roi));
+    assert!(
+        b > a + 0.1,
+        "share of ridge blocks: whole frame {a:.3}, roi {b:.3}"
+    );
 }

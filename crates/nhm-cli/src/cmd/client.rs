@@ -35,6 +35,9 @@ pub struct ClientOpts {
     /// Precomputed hashmaps instead of images: a file of base64 lines or `nhm encode` JSON lines.
     #[arg(long = "template")]
     pub templates: Vec<PathBuf>,
+    /// Crop a square of this many source pixels around the print before fitting (see `nhm encode --roi`).
+    #[arg(long)]
+    pub roi: Option<u32>,
     /// Images (with --model and --key).
     pub images: Vec<PathBuf>,
 }
@@ -113,7 +116,7 @@ fn hashmaps(c: &ClientOpts) -> Result<Vec<Hashmap>> {
         let mut images = Vec::with_capacity(c.images.len());
         for p in &c.images {
             let img = loaders::load_image(p).with_context(|| format!("reading image {}", p.display()))?;
-            images.push(preprocess::fit(&img, size, Fit::CenterCropResize));
+            images.push(preprocess::prepare(&img, size, Fit::CenterCropResize, c.roi));
         }
         for e in encoder.embed(&images)? {
             out.push(protector.protect(&e, c.kind)?);
@@ -279,6 +282,7 @@ mod tests {
             model: None,
             kind: HashmapKind::Binary,
             templates: vec![p.clone()],
+            roi: None,
             images: vec![],
         };
         enroll(EnrollArgs {

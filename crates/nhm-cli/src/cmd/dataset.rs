@@ -48,6 +48,9 @@ pub struct PreviewArgs {
     /// How samples are brought to a square: center-crop-resize, pad or stretch.
     #[arg(long, default_value_t = Fit::CenterCropResize)]
     pub fit: Fit,
+    /// Crop a square of this many source pixels around the print before fitting.
+    #[arg(long)]
+    pub roi: Option<u32>,
     /// Force a layout instead of recognising it: fvc, socofing, orl, folder-per-identity.
     #[arg(long, value_parser = parse_layout)]
     pub layout: Option<Layout>,
@@ -95,6 +98,7 @@ fn preview(a: PreviewArgs) -> anyhow::Result<()> {
     let opts = LoadOptions {
         size: a.size,
         fit: a.fit,
+        roi: a.roi,
         min_samples_per_subject: 1,
     };
     let sp = crate::progress::spinner("load");

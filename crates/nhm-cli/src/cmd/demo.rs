@@ -52,6 +52,7 @@ pub fn run(args: Args) -> Result<()> {
         data_seed: 42,
         eval_fraction: 0.2,
         val_fraction: 0.1,
+        roi: None,
     };
     let enc = match &args.model {
         Some(p) => EncoderConfig::from_toml_file(p)?,

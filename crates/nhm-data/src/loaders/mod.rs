@@ -64,7 +64,7 @@ use serde::Serialize;
 
 use self::layouts::{expected, parse, sort_planned, Planned};
 use self::scan::{classify, FileKind};
-use crate::preprocess::{fit, Fit};
+use crate::preprocess::{prepare, Fit};
 use crate::{Dataset, Error, Layout, Problem, Result, Sample};
 
 /// How to read a dataset: the model's input size and how to get there.
@@ -74,6 +74,10 @@ pub struct LoadOptions {
     pub size: u32,
     /// How images of other shapes are brought to `size × size`.
     pub fit: Fit,
+    /// Before fitting, cut a square of this many source pixels centred on the print
+    /// ([`crate::preprocess::crop_to_print`]): brings a fingerprint scan's ridges to the period
+    /// the encoder was trained at. `None` fits the whole frame.
+    pub roi: Option<u32>,
     /// Subjects with fewer readable samples are dropped (and reported). 1 keeps every subject;
     /// 2 keeps only subjects that can form a mated pair.
     pub min_samples_per_subject: usize,
@@ -84,6 +88,7 @@ impl Default for LoadOptions {
         LoadOptions {
             size: 96,
             fit: Fit::CenterCropResize,
+            roi: None,
             min_samples_per_subject: 1,
         }
     }
@@ -331,12 +336,18 @@ fn open_scanned(root: &Path, layout: Layout, s: scan::Scan, opts: &LoadOptions) 
             reason: "the input size must be at least 1 pixel".into(),
         });
     }
+    if opts.roi == Some(0) {
+        return Err(Error::InvalidParameter {
+            name: "roi",
+            reason: "the region of interest must be at least 1 pixel".into(),
+        });
+    }
     let Plan {
         planned,
         mut problems,
     } = plan(layout, s);
-    let (size, policy) = (opts.size, opts.fit);
-    let decoded = decode_all(&planned, |img| fit(&img, size, policy));
+    let (size, policy, roi) = (opts.size, opts.fit, opts.roi);
+    let decoded = decode_all(&planned, |img| prepare(&img, size, policy, roi));
     let groups = group(planned, decoded, &mut problems);
     let groups = filter_groups(groups, opts.min_samples_per_subject, root, &mut problems);
     if groups.is_empty() {
