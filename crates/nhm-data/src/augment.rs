@@ -29,6 +29,8 @@ pub struct AugmentConfig {
     pub crop: f32,
     /// Largest relative change of contrast, and of brightness as a fraction of the gray range.
     pub contrast: f32,
+    /// Mirror left-right with probability ½ (faces only: a mirrored fingerprint is another finger).
+    pub flip: bool,
 }
 
 impl Default for AugmentConfig {
@@ -41,6 +43,7 @@ impl Default for AugmentConfig {
             noise: 0.04,
             crop: 0.2,
             contrast: 0.2,
+            flip: false,
         }
     }
 }
@@ -55,6 +58,7 @@ impl AugmentConfig {
             noise: 0.0,
             crop: 0.0,
             contrast: 0.0,
+            flip: false,
         }
     }
 }
@@ -85,6 +89,14 @@ pub fn augment(img: &GrayImage, cfg: &AugmentConfig, rng: &mut impl Rng) -> Gray
     if w == 0 || h == 0 {
         return img.clone();
     }
+    // Drawn only when enabled, so that turning it on changes no other draw's stream.
+    let mirrored;
+    let img = if cfg.flip && rng.gen_bool(0.5) {
+        mirrored = image::imageops::flip_horizontal(img);
+        &mirrored
+    } else {
+        img
+    };
     let src = Plane::from_gray(img);
     let fill = src.border_mean();
     let side = w.max(h) as f32;
@@ -147,6 +159,27 @@ mod tests {
 
     fn stripes() -> GrayImage {
         GrayImage::from_fn(40, 30, |x, y| image::Luma([((x * 7 + y * 3) % 200 + 20) as u8]))
+    }
+
+    #[test]
+    fn flip_mirrors_about_half_the_images_and_nothing_else() {
+        let img = stripes();
+        let flip_only = AugmentConfig {
+            flip: true,
+            ..AugmentConfig::none()
+        };
+        let mirror = image::imageops::flip_horizontal(&img);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut flipped = 0;
+        for _ in 0..200 {
+            let out = augment(&img, &flip_only, &mut rng);
+            if out == mirror {
+                flipped += 1;
+            } else {
+                assert_eq!(out, img);
+            }
+        }
+        assert!((70..=130).contains(&flipped), "{flipped} of 200 mirrored");
     }
 
     #[test]

@@ -264,6 +264,9 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Augment training images (rotation, translation, elastic, noise, crop).
     pub augment: bool,
+    /// With `augment`, mirror half the training images left-right: for faces (a mirrored face is
+    /// the same person), never for fingerprints (a mirrored print is another finger).
+    pub flip: bool,
     /// Stop after this many epochs without a better validation EER (0 = never stop early).
     pub patience: usize,
     /// Seed of weights, batches and augmentation: same seed, same weights.
@@ -286,6 +289,7 @@ impl Default for TrainConfig {
             // translation, distortion, partial contact), and on top of it augmentation slowed
             // learning (500 fingers, 5 epochs, supcon: validation EER 16.8% without, 18.6% with).
             augment: false,
+            flip: false,
             patience: 4,
             seed: 0,
             max_val_impostor_pairs: 100_000,

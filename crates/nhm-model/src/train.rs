@@ -211,7 +211,10 @@ fn train_until(
             .map(|s| nhm_data::preprocess::to_f32(&s.image))
             .collect()
     });
-    let aug = AugmentConfig::default();
+    let aug = AugmentConfig {
+        flip: cfg.flip,
+        ..AugmentConfig::default()
+    };
     let s = enc.input_size;
     let mut epoch = start_epoch;
     while epoch <= cfg.epochs {

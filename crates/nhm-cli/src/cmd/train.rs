@@ -49,6 +49,10 @@ pub struct Args {
     /// whose few samples per subject vary less than synthetic impressions.
     #[arg(long, conflicts_with = "no_augment")]
     augment: bool,
+    /// Augment with left-right mirror images too (implies --augment): for faces, whose mirror
+    /// image is the same person; never for fingerprints, whose mirror image is another finger.
+    #[arg(long, conflicts_with = "no_augment")]
+    flip: bool,
     /// Output folder: best encoder (encoder.safetensors + checkpoint.json) and last/ for resume.
     #[arg(long, default_value = "artifacts/train")]
     out: PathBuf,
@@ -79,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         splits.test.n_subjects()
     );
     eprintln!(
-        "model: input {}, channels {:?}, d {}; loss {}, {} epochs, P×K {}×{}, lr {}, augment {}",
+        "model: input {}, channels {:?}, d {}; loss {}, {} epochs, P×K {}×{}, lr {}, augment {}{}",
         enc.input_size,
         enc.channels,
         enc.embedding_dim,
@@ -88,7 +92,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.subjects_per_batch,
         cfg.samples_per_subject,
         cfg.learning_rate,
-        cfg.augment
+        cfg.augment,
+        if cfg.flip { " (with mirror images)" } else { "" }
     );
     let resume = args.resume.as_ref().map(|r| {
         if r.join(LAST_DIR).is_dir() {
@@ -152,8 +157,11 @@ fn train_config(args: &Args) -> anyhow::Result<TrainConfig> {
     if args.no_augment {
         cfg.augment = false;
     }
-    if args.augment {
+    if args.augment || args.flip {
         cfg.augment = true;
+    }
+    if args.flip {
+        cfg.flip = true;
     }
     cfg.validate()?;
     Ok(cfg)
