@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 p = argparse.ArgumentParser()
 p.add_argument("--size", type=int, default=64)
-p.add_argument("--channels", default="16,32,64,128")
+p.add_argument("--channels", default="16,32,64,128,256")
 p.add_argument("--dim", type=int, default=256)
 p.add_argument("--pool-grid", type=int, default=2)
 p.add_argument("--batch", type=int, default=64)

@@ -47,7 +47,7 @@ impl Default for EncoderConfig {
     fn default() -> Self {
         EncoderConfig {
             input_size: 64,
-            channels: vec![16, 32, 64, 128],
+            channels: vec![16, 32, 64, 128, 256],
             embedding_dim: 256,
             convs_per_stage: 1,
             pool_grid: 2,

@@ -32,7 +32,7 @@ pub struct Args {
     /// Training objective: contrastive (the seed's), arcface, supcon, ...
     #[arg(long, default_value = "supcon")]
     pub loss: String,
-    /// Training epochs (default 20; 3 with --quick).
+    /// Training epochs (default 6 over 2600 fingers; 3 over 80 with --quick).
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Encoder configuration (TOML); default: the embedded small encoder.
@@ -45,9 +45,12 @@ pub fn run(args: Args) -> Result<()> {
     let t0 = Instant::now();
     let data = DataArgs {
         data: "synth".into(),
-        // Synthetic fingers are free: many training fingers matter more than epochs, and 20% of
-        // 600 gives 120 unseen fingers to evaluate on.
-        subjects: if args.quick { 80 } else { 600 },
+        // Synthetic fingers are free, and at a fixed budget of training images many fingers
+        // beat many epochs: 1820 training fingers for 4 epochs reached binary EER 4.5% on
+        // unseen fingers where 420 fingers for 20 epochs (about as many images) reached 6.3%
+        // (the 420-finger model matched its own training fingers at 1.7%: it had memorised
+        // them). 20% of 2600 gives 520 unseen fingers to evaluate on.
+        subjects: if args.quick { 80 } else { 2600 },
         impressions: 8,
         data_seed: 42,
         eval_fraction: 0.2,
@@ -62,7 +65,7 @@ pub fn run(args: Args) -> Result<()> {
     let defaults = TrainConfig::default();
     let cfg = TrainConfig {
         loss,
-        epochs: args.epochs.unwrap_or(if args.quick { 3 } else { 20 }),
+        epochs: args.epochs.unwrap_or(if args.quick { 3 } else { 6 }),
         seed: args.seed,
         ..defaults
     };

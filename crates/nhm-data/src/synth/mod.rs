@@ -76,8 +76,9 @@ impl Default for Variation {
             // 0.12 made raw-pixel matching pure chance (EER ~50%) by itself; 0.05 keeps impressions
             // hard (raw-pixel EER still far above 20%) while leaving the encoder something to learn.
             max_translation: 0.05,
-            // 0.5 held the demo's encoder at 11% EER on unseen fingers, 0.3 at 8% (raw-pixel EER
-            // 49% and 48%): plenty of elastic variation, less that only noise could explain.
+            // 0.5 held the (then ten-ridge, minutia-poor) demo encoder at 11% EER on unseen
+            // fingers, 0.3 at 8% (raw-pixel EER 49% and 48%): plenty of elastic variation, less
+            // that only noise could explain.
             distortion: 0.3,
             noise: 0.6,
             partial: 0.25,
