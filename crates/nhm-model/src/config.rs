@@ -356,6 +356,9 @@ mod tests {
         assert_eq!(small, EncoderConfig::default());
         let base = EncoderConfig::base().unwrap();
         assert!(base.channels.iter().sum::<usize>() > small.channels.iter().sum::<usize>());
+        let face = include_str!("../../../configs/encoder-face.toml");
+        let face = EncoderConfig::from_toml_str(face, Path::new("face")).unwrap();
+        assert!(face.channels.len() < small.channels.len());
     }
 
     #[test]
