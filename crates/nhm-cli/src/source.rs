@@ -36,7 +36,7 @@ pub struct DataArgs {
     /// Dataset folders: crop a square of this many source pixels around the print before
     /// fitting to the model's input. Fingerprint scans at 500 dpi: 144 shows sixteen ridge
     /// periods, as the synthetic training prints do; without it the whole frame is fitted.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub roi: Option<u32>,
 }
 

@@ -184,3 +184,39 @@ fn eval_rejects_an_unknown_protocol_and_a_missing_model() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("sideways"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_zero_roi_is_refused_by_every_command_that_takes_one() {
+    let db1 = shared("fvc2002/DB1_B");
+    for args in [
+        vec![
+            "eval",
+            "--model",
+            "/no/such/model",
+            "--data",
+            s(&db1),
+            "--roi",
+            "0",
+        ],
+        vec![
+            "encode", "--model", "m", "--key", "k", "--out", "o", "--roi", "0", "img.png",
+        ],
+        vec!["dataset", "preview", s(&db1), "--out", "p.png", "--roi", "0"],
+        vec![
+            "verify",
+            "--server",
+            "http://127.0.0.1:1",
+            "--token",
+            "t",
+            "--subject",
+            "a",
+            "--roi",
+            "0",
+            "x.png",
+        ],
+    ] {
+        let o = nhm(&args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains("--roi"), "{args:?}: {}", stderr(&o));
+    }
+}

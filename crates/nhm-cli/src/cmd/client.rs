@@ -36,7 +36,7 @@ pub struct ClientOpts {
     #[arg(long = "template")]
     pub templates: Vec<PathBuf>,
     /// Crop a square of this many source pixels around the print before fitting (see `nhm encode --roi`).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub roi: Option<u32>,
     /// Images (with --model and --key).
     pub images: Vec<PathBuf>,

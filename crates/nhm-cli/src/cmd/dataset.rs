@@ -49,7 +49,7 @@ pub struct PreviewArgs {
     #[arg(long, default_value_t = Fit::CenterCropResize)]
     pub fit: Fit,
     /// Crop a square of this many source pixels around the print before fitting.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub roi: Option<u32>,
     /// Force a layout instead of recognising it: fvc, socofing, orl, folder-per-identity.
     #[arg(long, value_parser = parse_layout)]

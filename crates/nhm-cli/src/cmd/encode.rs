@@ -27,7 +27,7 @@ pub struct Args {
     pub kind: HashmapKind,
     /// Crop a square of this many source pixels around the print before fitting (fingerprint
     /// scans: 144 at 500 dpi matches the synthetic training prints' ridge period).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub roi: Option<u32>,
     /// Output file (JSON lines: source, subject, sample, kind, dim, key fingerprint, base64 template).
     #[arg(long)]
