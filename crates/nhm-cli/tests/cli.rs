@@ -127,6 +127,41 @@ fn quick_demo_then_encode() {
         );
         assert!(!bad_out.exists(), "a failed encode left {}", bad_out.display());
     }
+
+    // Fine-tuning the demo's encoder on real faces: its architecture comes from the checkpoint,
+    // and the header records where the weights started.
+    let tuned = dir.path().join("tuned");
+    let o = nhm(&[
+        "train",
+        "--data",
+        s(&shared("orl_faces")),
+        "--init",
+        s(&model),
+        "--epochs",
+        "1",
+        "--out",
+        s(&tuned),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let header = std::fs::read_to_string(tuned.join("checkpoint.json")).unwrap();
+    assert!(header.contains(s(&model)), "init not recorded: {header}");
+    // Another architecture than the starting weights': refused, nothing written.
+    let face = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/encoder-face.toml");
+    let refused = dir.path().join("refused");
+    let o = nhm(&[
+        "train",
+        "--data",
+        s(&shared("orl_faces")),
+        "--init",
+        s(&model),
+        "--model",
+        s(&face),
+        "--out",
+        s(&refused),
+    ]);
+    assert!(!o.status.success(), "a mismatched --init trained anyway");
+    assert!(stderr(&o).contains("init"), "{}", stderr(&o));
+    assert!(!refused.join("checkpoint.json").exists());
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Encoder architecture and training settings (serde; TOML files under `configs/`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,11 @@ pub struct EncoderConfig {
     /// a grid above 1 keeps coarse spatial layout, which fingerprints need.
     #[serde(default = "one")]
     pub pool_grid: usize,
+    /// Embed each image as the normalised mean of its own and its left-right mirror image's
+    /// embeddings (at inference and validation, not in training steps): for faces, whose mirror
+    /// image is the same person; never for fingerprints. Doubles the encoding cost.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mirror_average: bool,
 }
 
 fn one() -> usize {
@@ -51,6 +56,7 @@ impl Default for EncoderConfig {
             embedding_dim: 256,
             convs_per_stage: 1,
             pool_grid: 2,
+            mirror_average: false,
         }
     }
 }
@@ -97,6 +103,7 @@ impl EncoderConfig {
             embedding_dim: 16,
             convs_per_stage: 1,
             pool_grid: 2,
+            mirror_average: false,
         }
     }
 
@@ -273,6 +280,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Most non-mated pairs scored for the validation EER (seeded sample above this).
     pub max_val_impostor_pairs: usize,
+    /// Start from the weights of this encoder checkpoint folder (same encoder configuration)
+    /// instead of a random initialisation: fine-tuning a model pre-trained on synthetic prints,
+    /// or continuing a finished run with a new schedule. Recorded in the checkpoint's header.
+    pub init: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -293,6 +304,7 @@ impl Default for TrainConfig {
             patience: 4,
             seed: 0,
             max_val_impostor_pairs: 100_000,
+            init: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use nhm_data::GrayImage;
 use serde::{Deserialize, Serialize};
 
-use crate::net::EncoderNet;
+use crate::net::{l2_normalize, EncoderNet};
 use crate::{EncoderConfig, Error, Result, TrainConfig};
 
 /// File name of the weights inside a checkpoint folder.
@@ -150,14 +150,19 @@ impl Encoder {
 
     /// The network's forward pass on a `[n, 1, s, s]` tensor.
     pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.net.forward(x)
+        if self.cfg.mirror_average {
+            let mirrored = self.net.forward(x.clone().flip([3]));
+            l2_normalize(self.net.forward(x) + mirrored)
+        } else {
+            self.net.forward(x)
+        }
     }
 
     /// Embeds `n` preprocessed images given as one row-major `[n, 1, s, s]` buffer.
     pub(crate) fn embed_pixels(&self, pixels: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>> {
         let s = self.cfg.input_size;
         let x = Tensor::<4>::from_data(TensorData::new(pixels, [n, 1, s, s]), &self.device);
-        let e = self.net.forward(x);
+        let e = self.forward(x);
         let v = read_f32(e)?;
         let d = self.cfg.embedding_dim;
         Ok(v.chunks(d).map(<[f32]>::to_vec).collect())
@@ -219,6 +224,28 @@ impl Encoder {
             header.meta,
         ))
     }
+}
+
+/// Loads the weights of the checkpoint folder `dir` into `net` (the start of a fine-tuning run),
+/// refusing a checkpoint whose encoder configuration differs from `cfg`: equal tensor shapes are
+/// not enough (another input size has the same shapes and would silently mean something else).
+pub(crate) fn load_init(dir: &Path, cfg: &EncoderConfig, net: &mut EncoderNet) -> Result<()> {
+    let path = dir.join(HEADER_FILE);
+    let text = read_file(&path)?;
+    let header: HeaderFile = serde_json::from_slice(&text).map_err(|source| Error::Json { path, source })?;
+    if header.encoder != *cfg {
+        return Err(Error::invalid(
+            "init",
+            format!(
+                "checkpoint {} was trained with encoder {:?}, this run uses {:?}; pass its model \
+                 configuration with --model",
+                dir.display(),
+                header.encoder,
+                cfg
+            ),
+        ));
+    }
+    load_safetensors(net, &dir.join(WEIGHTS_FILE))
 }
 
 /// Checks one image's size against the encoder's input.
@@ -357,6 +384,34 @@ mod tests {
             assert!((a - b).abs() < 1e-5);
         }
         assert!(enc.embed(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn mirror_average_makes_an_image_and_its_mirror_one_embedding() {
+        let imgs = images(3, 32);
+        let mirrored: Vec<GrayImage> = imgs.iter().map(image::imageops::flip_horizontal).collect();
+        let diff = |cfg: &EncoderConfig| -> f32 {
+            let enc = Encoder::new(cfg, 1).unwrap();
+            let (a, b) = (enc.embed(&imgs).unwrap(), enc.embed(&mirrored).unwrap());
+            a.iter()
+                .flatten()
+                .zip(b.iter().flatten())
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max)
+        };
+        let on = EncoderConfig {
+            mirror_average: true,
+            ..tiny()
+        };
+        assert!(
+            diff(&on) < 1e-5,
+            "mirror-averaged embeddings differ by {}",
+            diff(&on)
+        );
+        assert!(
+            diff(&tiny()) > 1e-3,
+            "the plain encoder is mirror-invariant by accident"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::encoder::{check_apply, check_size, load_safetensors, read_file, write_atomic};
+use crate::encoder::{check_apply, check_size, load_init, load_safetensors, read_file, write_atomic};
 use crate::loss::batch_loss;
 use crate::net::{EncoderNet, TrainNet};
 use crate::{compute_device, CheckpointMeta, Encoder, EncoderConfig, Error, LossKind, Result, TrainConfig};
@@ -163,6 +163,9 @@ fn train_until(
     let device = compute_device().autodiff();
     let classes = matches!(cfg.loss, LossKind::ArcFace { .. }).then_some(train.n_subjects());
     let mut net = TrainNet::new(enc, classes, cfg.seed, &device);
+    if let Some(dir) = &cfg.init {
+        load_init(dir, enc, &mut net.enc)?;
+    }
     let mut optim: ModuleOptimizer = AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay as f32)
         .init();
@@ -695,6 +698,71 @@ mod tests {
     fn embeddings(o: &TrainOutcome, d: &Dataset) -> Vec<Vec<f32>> {
         let imgs: Vec<GrayImage> = d.samples.iter().map(|s| s.image.clone()).collect();
         o.encoder.embed(&imgs).unwrap()
+    }
+
+    #[test]
+    fn init_starts_from_the_checkpoint_and_refuses_another_architecture() {
+        let train_set = blobs(6, 4, 32, 1);
+        let val_set = blobs(3, 3, 32, 9);
+        let enc = tiny();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = quick(LossKind::SupCon { temperature: 0.2 }, 3);
+        let a = train(
+            &train_set,
+            &val_set,
+            &enc,
+            &cfg,
+            Some(dir.path()),
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+        let ea = embeddings(&a, &val_set);
+
+        // A negligible learning rate: only BatchNorm's running statistics can move.
+        let still = TrainConfig {
+            learning_rate: 1e-12,
+            epochs: 1,
+            seed: 99,
+            ..cfg.clone()
+        };
+        let fresh = train(&train_set, &val_set, &enc, &still, None, None, &mut |_| {}).unwrap();
+        let init = TrainConfig {
+            init: Some(dir.path().to_path_buf()),
+            ..still.clone()
+        };
+        let b = train(&train_set, &val_set, &enc, &init, None, None, &mut |_| {}).unwrap();
+        let dist = |x: &[Vec<f32>], y: &[Vec<f32>]| -> f32 {
+            x.iter()
+                .flatten()
+                .zip(y.iter().flatten())
+                .map(|(p, q)| (p - q).abs())
+                .sum()
+        };
+        let (from_init, from_fresh) = (
+            dist(&embeddings(&b, &val_set), &ea),
+            dist(&embeddings(&fresh, &val_set), &ea),
+        );
+        assert!(
+            from_init < 0.25 * from_fresh,
+            "initialised run is {from_init} from its checkpoint, a random one {from_fresh}"
+        );
+
+        // Another architecture: refused by name, before any training.
+        let other = EncoderConfig {
+            embedding_dim: enc.embedding_dim * 2,
+            ..enc.clone()
+        };
+        let err = train(&train_set, &val_set, &other, &init, None, None, &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("init"), "{err}");
+        // A folder that holds no checkpoint.
+        let empty = tempfile::tempdir().unwrap();
+        let missing = TrainConfig {
+            init: Some(empty.path().to_path_buf()),
+            ..still
+        };
+        let err = train(&train_set, &val_set, &enc, &missing, None, None, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, Error::MissingFile { .. }), "{err}");
     }
 
     #[test]

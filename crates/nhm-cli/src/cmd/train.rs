@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use nhm_model::{EncoderConfig, LossKind, TrainConfig, ENCODER_SMALL_TOML, LAST_DIR};
+use nhm_model::{Encoder, EncoderConfig, LossKind, TrainConfig, ENCODER_SMALL_TOML, LAST_DIR};
 
 use crate::source::DataArgs;
 use crate::training::{pct, train_with_progress};
@@ -59,15 +59,27 @@ pub struct Args {
     /// Resume from a checkpoint folder (`OUT/last`, or OUT itself); same settings and data needed.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Start from the weights of a trained encoder (a folder `nhm train` wrote) instead of random
+    /// ones, with a fresh schedule: fine-tuning on another dataset, or continuing a finished run.
+    /// Its encoder configuration is used unless --model names one (which must then be the same).
+    #[arg(long, conflicts_with = "resume")]
+    init: Option<PathBuf>,
 }
 
 /// Runs `nhm train`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let enc = match &args.model {
-        Some(p) => EncoderConfig::from_toml_file(p)
+    let enc = match (&args.model, &args.init) {
+        (Some(p), _) => EncoderConfig::from_toml_file(p)
             .with_context(|| format!("reading model config {}", p.display()))?,
-        None => EncoderConfig::from_toml_str(ENCODER_SMALL_TOML, Path::new("configs/encoder-small.toml"))?,
+        // Fine-tuning without --model: the architecture the starting weights were trained with.
+        (None, Some(dir)) => Encoder::load(dir)
+            .with_context(|| format!("reading the starting checkpoint {}", dir.display()))?
+            .config()
+            .clone(),
+        (None, None) => {
+            EncoderConfig::from_toml_str(ENCODER_SMALL_TOML, Path::new("configs/encoder-small.toml"))?
+        }
     };
     let cfg = train_config(&args)?;
     let all = args.data.load(enc.input_size as u32)?;
@@ -83,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         splits.test.n_subjects()
     );
     eprintln!(
-        "model: input {}, channels {:?}, d {}; loss {}, {} epochs, P×K {}×{}, lr {}, augment {}{}",
+        "model: input {}, channels {:?}, d {}; loss {}, {} epochs, P×K {}×{}, lr {}, augment {}{}{}",
         enc.input_size,
         enc.channels,
         enc.embedding_dim,
@@ -93,7 +105,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.samples_per_subject,
         cfg.learning_rate,
         cfg.augment,
-        if cfg.flip { " (with mirror images)" } else { "" }
+        if cfg.flip { " (with mirror images)" } else { "" },
+        cfg.init
+            .as_ref()
+            .map_or(String::new(), |d| format!("; starting from {}", d.display()))
     );
     let resume = args.resume.as_ref().map(|r| {
         if r.join(LAST_DIR).is_dir() {
@@ -162,6 +177,9 @@ fn train_config(args: &Args) -> anyhow::Result<TrainConfig> {
     }
     if args.flip {
         cfg.flip = true;
+    }
+    if let Some(dir) = &args.init {
+        cfg.init = Some(dir.clone());
     }
     cfg.validate()?;
     Ok(cfg)
