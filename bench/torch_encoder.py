@@ -1,7 +1,8 @@
 """PyTorch twin of the Neural Hashmaps encoder, the speed anchor of `nhm bench --torch`.
 
-Same network as crates/nhm-model (3x3 conv -> BatchNorm -> ReLU per stage, 2x2 max-pool between
-stages, adaptive average pool to pool_grid x pool_grid, linear to dim, L2 normalise), same batch
+Same network as crates/nhm-model (optional space-to-depth fold of the input, 3x3 conv -> BatchNorm
+-> ReLU per stage, 2x2 max-pool between stages, adaptive average pool to pool_grid x pool_grid,
+linear to dim, L2 normalise; at inference the optional mirror average), same batch
 (64 random images, subjects of 4), same contrastive loss and AdamW step. Prints one JSON line.
 
 Needs `pip install torch` (never a dependency of the product). Uses OMP_NUM_THREADS (default 2).
@@ -17,6 +18,8 @@ p.add_argument("--size", type=int, default=64)
 p.add_argument("--channels", default="16,32,64,128,256")
 p.add_argument("--dim", type=int, default=256)
 p.add_argument("--pool-grid", type=int, default=2)
+p.add_argument("--space-to-depth", type=int, default=1)
+p.add_argument("--mirror-average", type=int, default=0)
 p.add_argument("--batch", type=int, default=64)
 p.add_argument("--steps", type=int, default=10)
 a = p.parse_args()
@@ -25,9 +28,11 @@ torch.manual_seed(1)
 
 
 class Encoder(nn.Module):
-    def __init__(self, channels, dim, grid):
+    def __init__(self, channels, dim, grid, fold):
         super().__init__()
-        layers, cin = [], 1
+        layers, cin = [], fold * fold
+        if fold > 1:
+            layers.append(nn.PixelUnshuffle(fold))
         for i, c in enumerate(channels):
             layers += [nn.Conv2d(cin, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU()]
             if i + 1 < len(channels):
@@ -49,7 +54,15 @@ def contrastive(e, labels, margin=1.0):
     return (loss * off).sum() / off.sum()
 
 
-enc = Encoder([int(c) for c in a.channels.split(",")], a.dim, a.pool_grid)
+enc = Encoder([int(c) for c in a.channels.split(",")], a.dim, a.pool_grid, a.space_to_depth)
+
+
+def embed(x):
+    if not a.mirror_average:
+        return enc(x)
+    return F.normalize(enc(x) + enc(torch.flip(x, dims=[3])), dim=1, eps=1e-12)
+
+
 opt = torch.optim.AdamW(enc.parameters(), lr=1e-3)
 x = torch.rand(a.batch, 1, a.size, a.size) * 2 - 1
 y = torch.arange(a.batch) // 4
@@ -68,12 +81,12 @@ infer, lat = [], []
 with torch.no_grad():
     for step in range(a.steps + 1):
         t = time.perf_counter()
-        enc(x)[0, 0].item()
+        embed(x)[0, 0].item()
         if step > 0:
             infer.append(time.perf_counter() - t)
     for i in range(max(4 * a.steps, 10) + 1):
         t = time.perf_counter()
-        enc(x[:1])[0, 0].item()
+        embed(x[:1])[0, 0].item()
         if i > 0:
             lat.append(time.perf_counter() - t)
 print(json.dumps({

@@ -58,6 +58,7 @@ pub(crate) struct EncoderNet {
     head_pool: AdaptiveAvgPool2d,
     proj: Linear,
     convs_per_stage: usize,
+    space_to_depth: usize,
 }
 
 impl EncoderNet {
@@ -66,7 +67,7 @@ impl EncoderNet {
         let _guard = INIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         device.seed(seed);
         let mut blocks = Vec::new();
-        let mut cin = 1;
+        let mut cin = cfg.space_to_depth * cfg.space_to_depth;
         for &c in &cfg.channels {
             for _ in 0..cfg.convs_per_stage {
                 blocks.push(ConvBlock::new(cin, c, device));
@@ -80,6 +81,7 @@ impl EncoderNet {
             head_pool: AdaptiveAvgPool2dConfig::new([g, g]).init(),
             proj: LinearConfig::new(cin * g * g, cfg.embedding_dim).init(device),
             convs_per_stage: cfg.convs_per_stage,
+            space_to_depth: cfg.space_to_depth,
         };
         // burn initialises parameters lazily, on first use: draw them now, under the lock.
         net.visit(&mut Materialize);
@@ -87,7 +89,8 @@ impl EncoderNet {
     }
 
     /// `[batch, 1, s, s]` images → `[batch, d]` unit-norm embeddings.
-    pub(crate) fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = space_to_depth(x, self.space_to_depth);
         let n = self.blocks.len();
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
@@ -98,6 +101,19 @@ impl EncoderNet {
         let x: Tensor<2> = self.head_pool.forward(x).flatten(1, 3);
         l2_normalize(self.proj.forward(x))
     }
+}
+
+/// `[b, c, h, w]` → `[b, c·f², h/f, w/f]`: channel `c·f² + i·f + j` holds the pixels at offset
+/// `(i, j)` of every `f`×`f` block (PyTorch's `pixel_unshuffle`). `f` = 1 returns `x`.
+pub(crate) fn space_to_depth(x: Tensor<4>, f: usize) -> Tensor<4> {
+    if f <= 1 {
+        return x;
+    }
+    let [b, c, h, w] = x.dims();
+    let blocks: Tensor<6> = x.reshape([b, c, h / f, f, w / f, f]);
+    blocks
+        .permute([0, 1, 3, 5, 2, 4])
+        .reshape([b, c * f * f, h / f, w / f])
 }
 
 /// Rows scaled to unit Euclidean norm (a zero row stays near zero instead of dividing by 0).
@@ -137,5 +153,31 @@ mod rand_distr_normal {
         let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
         let u2: f64 = rng.gen();
         ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn space_to_depth_folds_each_block_offset_into_its_own_channel() {
+        let device = Device::flex();
+        let x = Tensor::<4>::from_data(
+            TensorData::new((0..32).map(|v| v as f32).collect(), [1, 2, 4, 4]),
+            &device,
+        );
+        let y = space_to_depth(x.clone(), 2);
+        assert_eq!(y.dims(), [1, 8, 2, 2]);
+        let v = y.into_data().try_to_vec::<f32>().unwrap();
+        // Channel 0 of the input, block offset (0, 1): pixels (0,1), (0,3), (2,1), (2,3).
+        assert_eq!(&v[4..8], &[1.0, 3.0, 9.0, 11.0]);
+        // Channel 1, offset (1, 0): 16 + pixels (1,0), (1,2), (3,0), (3,2).
+        assert_eq!(&v[24..28], &[20.0, 22.0, 28.0, 30.0]);
+        let same = space_to_depth(x.clone(), 1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(same, x.into_data().try_to_vec::<f32>().unwrap());
     }
 }

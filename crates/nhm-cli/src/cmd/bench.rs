@@ -132,6 +132,10 @@ fn torch_twin(enc: &EncoderConfig) -> Result<serde_json::Value> {
             &enc.embedding_dim.to_string(),
             "--pool-grid",
             &enc.pool_grid.to_string(),
+            "--space-to-depth",
+            &enc.space_to_depth.to_string(),
+            "--mirror-average",
+            &u8::from(enc.mirror_average).to_string(),
         ])
         .output()
         .with_context(|| format!("running {}", script.display()))?;
