@@ -41,6 +41,18 @@ pub struct EvalOptions {
     pub config: serde_json::Value,
     /// Title of the report.
     pub title: String,
+    /// Length of the hashmaps (values or bits): the embedding dimension times 1 to 16 stacked
+    /// keyed rotations (`None`: the embedding dimension).
+    pub hashmap_dim: Option<usize>,
+}
+
+/// The protection transform of `key` for this evaluation's hashmap length.
+fn protector(key: &Key, dim: usize, opts: &EvalOptions) -> Result<Protector> {
+    Ok(Protector::with_output_dim(
+        key,
+        dim,
+        opts.hashmap_dim.unwrap_or(dim),
+    )?)
 }
 
 /// Embeddings (and the images they came from) of one set of subjects.
@@ -187,7 +199,7 @@ pub fn evaluate_encoder(
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let dim = encoder.config().embedding_dim;
     let emb = Embedded::new(encoder, test)?;
-    let app = Protector::new(&application_key(opts.seed, "evaluation"), dim)?;
+    let app = protector(&application_key(opts.seed, "evaluation"), dim, opts)?;
 
     let pixels: Vec<Vec<f32>> = test
         .samples
@@ -205,8 +217,8 @@ pub fn evaluate_encoder(
         .embeddings
         .par_iter()
         .zip(emb.samples.par_iter())
-        .map(|(e, s)| Protector::new(&subject_key(opts.seed, s.subject), dim)?.binary(e))
-        .collect::<Result<_, _>>()
+        .map(|(e, s)| Ok(protector(&subject_key(opts.seed, s.subject), dim, opts)?.binary(e)?))
+        .collect::<Result<_>>()
         .context("per-subject hashmaps")?;
 
     let pb = progress::spinner("evaluate");
@@ -468,11 +480,11 @@ fn protection_figures(
     out: &Path,
 ) -> Result<serde_json::Value> {
     let a = binary_all(
-        &Protector::new(&application_key(opts.seed, "application-a"), dim)?,
+        &protector(&application_key(opts.seed, "application-a"), dim, opts)?,
         &emb.embeddings,
     )?;
     let b = binary_all(
-        &Protector::new(&application_key(opts.seed, "application-b"), dim)?,
+        &protector(&application_key(opts.seed, "application-b"), dim, opts)?,
         &emb.embeddings,
     )?;
     // Linkage scores: application A's template against application B's template.

@@ -91,6 +91,25 @@ fn quick_demo_then_encode() {
     assert_eq!(lines.len(), 80);
     let t = nhm_template::Hashmap::from_base64(lines[0]["template"].as_str().unwrap()).unwrap();
     assert_eq!(t.kind(), nhm_template::HashmapKind::Binary);
+    // Four stacked rotations: four times the bits, the first quarter the plain hashmap's.
+    let long = dir.path().join("db1-long.jsonl");
+    let o = nhm(&[
+        "encode",
+        "--model",
+        s(&model),
+        "--key",
+        s(&key),
+        "--hashmap-dim",
+        &(4 * t.dim()).to_string(),
+        "--out",
+        s(&long),
+        s(&shared("fvc2002/DB1_B")),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&long).unwrap().lines().next().unwrap()).unwrap();
+    let lt = nhm_template::Hashmap::from_base64(first["template"].as_str().unwrap()).unwrap();
+    assert_eq!(lt.dim(), 4 * t.dim());
 
     // Bad input: each a clear error naming the problem, and no output file.
     let bad_out = dir.path().join("never.jsonl");
@@ -100,8 +119,12 @@ fn quick_demo_then_encode() {
     std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\nthis is not a png").unwrap();
     let other_model = dir.path().join("nope");
     let img = shared("fvc2002/DB1_B/101_1.tif");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--model", s(&model), "--key", s(&short_key)], "key"),
+        (
+            &["--model", s(&model), "--key", s(&key), "--hashmap-dim", "300"],
+            "hashmap's length",
+        ),
         (&["--model", s(&other_model), "--key", s(&key)], "encoder"),
         (
             &["--model", s(&model), "--key", s(&key), "--kind", "fuzzy"],

@@ -40,5 +40,5 @@ pub use error::{Error, Result};
 pub use gallery::{Candidate, Fusion, Gallery};
 pub use hashmap::{BinaryHashmap, DenseHashmap, Hashmap, HashmapKind, MAX_DIM};
 pub use key::Key;
-pub use protect::{Pepper, Protector};
+pub use protect::{Pepper, Protector, MAX_BLOCKS};
 pub use threshold::Threshold;

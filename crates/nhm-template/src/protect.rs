@@ -3,7 +3,13 @@
 //! `R_k = H·D2·P2·H·D1·P1`: two rounds of a keyed permutation `P`, keyed ±1 sign flips `D` and
 //! the normalised fast Walsh–Hadamard transform `H`. Every factor is orthogonal, so `R_k` is:
 //! norms, inner products and angles survive exactly (up to rounding), and the bits of
-//! `sign(R_k e)` differ between two embeddings with probability θ/π over keys. All key
+//! `sign(R_k e)` differ between two embeddings with probability θ/π over keys.
+//!
+//! A hashmap may be longer than the embedding: `m` independent keyed rotations stacked
+//! (`[R_k⁽⁰⁾; …; R_k⁽ᵐ⁻¹⁾]`, a tight frame: cosines still survive exactly). Their `m·d` sign bits
+//! estimate the angle between two embeddings with `m` times less variance than `d` bits, which is
+//! what binarisation costs once the embedding itself errs little. Block 0 is the `d`-bit
+//! transform, so a key's `d`-bit hashmaps are the first `d` bits of its longer ones. All key
 //! material comes from BLAKE3 in key-derivation mode and its extendable output, and the
 //! shuffle is implemented here (not borrowed from `rand`), so a key gives the same transform
 //! in every future build: enrolled templates never silently change.
@@ -13,6 +19,10 @@ use crate::{BinaryHashmap, DenseHashmap, Error, Hashmap, HashmapKind, Key, Resul
 
 /// BLAKE3 key-derivation context for the protection transform.
 const PROTECTOR_CONTEXT: &str = "neural-hashmaps 2026 protector v1";
+/// BLAKE3 key-derivation context for the blocks after the first of a stacked transform.
+const PROTECTOR_BLOCK_CONTEXT: &str = "neural-hashmaps 2026 protector block v1";
+/// Most rotations stacked into one hashmap.
+pub const MAX_BLOCKS: usize = 16;
 /// BLAKE3 key-derivation context for the server pepper.
 const PEPPER_CONTEXT: &str = "neural-hashmaps 2026 server pepper v1";
 
@@ -25,6 +35,17 @@ impl KeyStream {
         let mut material = [0u8; 40];
         material[..32].copy_from_slice(key.as_bytes());
         material[32..].copy_from_slice(&(dim as u64).to_le_bytes());
+        let seed = blake3::derive_key(context, &material);
+        material.fill(0);
+        KeyStream(blake3::Hasher::new_keyed(&seed).finalize_xof())
+    }
+
+    /// The stream of block `block` ≥ 1 of a stacked transform (block 0 is [`KeyStream::new`]).
+    fn block(context: &str, key: &Key, dim: usize, block: usize) -> KeyStream {
+        let mut material = [0u8; 48];
+        material[..32].copy_from_slice(key.as_bytes());
+        material[32..40].copy_from_slice(&(dim as u64).to_le_bytes());
+        material[40..].copy_from_slice(&(block as u64).to_le_bytes());
         let seed = blake3::derive_key(context, &material);
         material.fill(0);
         KeyStream(blake3::Hasher::new_keyed(&seed).finalize_xof())
@@ -91,24 +112,40 @@ fn fwht(x: &mut [f64]) {
     x.iter_mut().for_each(|v| *v *= scale);
 }
 
-/// The keyed orthogonal transform `R_k` for one dimension (see the module docs).
+/// One keyed rotation: round r maps out[i] = sign[i] · in[perm[i]], then H.
+type Rotation = [(Vec<u32>, Vec<f64>); 2];
+
+/// The keyed orthogonal transform `R_k` for one dimension, or a stack of such rotations for
+/// longer hashmaps (see the module docs).
 #[derive(Clone)]
 pub struct Protector {
     dim: usize,
-    /// Round r: out[i] = sign[i] · in[perm[i]], then H.
-    rounds: [(Vec<u32>, Vec<f64>); 2],
+    blocks: Vec<Rotation>,
 }
 
 impl std::fmt::Debug for Protector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The permutations and signs are key material.
-        write!(f, "Protector {{ dim: {}, .. }}", self.dim)
+        write!(
+            f,
+            "Protector {{ dim: {}, output_dim: {}, .. }}",
+            self.dim,
+            self.output_dim()
+        )
     }
 }
 
 impl Protector {
-    /// The transform for `key` and dimension `dim` (a power of two, at most 65536).
+    /// The transform for `key` and dimension `dim` (a power of two, at most 65536): hashmaps of
+    /// `dim` values or bits.
     pub fn new(key: &Key, dim: usize) -> Result<Protector> {
+        Self::with_output_dim(key, dim, dim)
+    }
+
+    /// The transform for `key` and embeddings of `dim` values that makes hashmaps of
+    /// `output_dim` values or bits: `output_dim / dim` stacked rotations, so `output_dim` must be
+    /// `dim` times 1 to [`MAX_BLOCKS`] (and at most 65536).
+    pub fn with_output_dim(key: &Key, dim: usize, output_dim: usize) -> Result<Protector> {
         check_dim(dim)?;
         if !dim.is_power_of_two() {
             return Err(Error::InvalidDimension {
@@ -116,18 +153,38 @@ impl Protector {
                 reason: "the protection transform needs a power of two",
             });
         }
-        let mut s = KeyStream::new(PROTECTOR_CONTEXT, key, dim);
-        let mut round = || (s.permutation(dim), s.signs(dim));
-        let rounds = [round(), round()];
-        Ok(Protector { dim, rounds })
+        check_dim(output_dim)?;
+        if !output_dim.is_multiple_of(dim) || !(1..=MAX_BLOCKS).contains(&(output_dim / dim)) {
+            return Err(Error::InvalidDimension {
+                dim: output_dim,
+                reason: "a hashmap's length must be the embedding dimension times 1 to 16",
+            });
+        }
+        let rotation = |mut s: KeyStream| -> Rotation {
+            let mut round = || (s.permutation(dim), s.signs(dim));
+            [round(), round()]
+        };
+        let blocks = (0..output_dim / dim)
+            .map(|b| match b {
+                0 => rotation(KeyStream::new(PROTECTOR_CONTEXT, key, dim)),
+                _ => rotation(KeyStream::block(PROTECTOR_BLOCK_CONTEXT, key, dim, b)),
+            })
+            .collect();
+        Ok(Protector { dim, blocks })
     }
 
-    /// The dimension it transforms.
+    /// The embedding dimension it transforms.
     pub fn dim(&self) -> usize {
         self.dim
     }
 
-    /// `R_k · e`, computed in f64. Errors on a wrong length or a NaN/infinite value.
+    /// The length of the hashmaps it makes (`dim` times the number of stacked rotations).
+    pub fn output_dim(&self) -> usize {
+        self.dim * self.blocks.len()
+    }
+
+    /// `R_k · e` (each block's rotation of `e`, concatenated), computed in f64. Errors on a wrong
+    /// length or a NaN/infinite value.
     pub fn transform(&self, e: &[f32]) -> Result<Vec<f32>> {
         if e.len() != self.dim {
             return Err(Error::DimensionMismatch {
@@ -138,16 +195,20 @@ impl Protector {
         if let Some(index) = e.iter().position(|x| !x.is_finite()) {
             return Err(Error::NonFinite { index });
         }
-        let mut x: Vec<f64> = e.iter().map(|&v| f64::from(v)).collect();
-        let mut y = vec![0f64; self.dim];
-        for (perm, signs) in &self.rounds {
-            for ((out, &p), &s) in y.iter_mut().zip(perm).zip(signs) {
-                *out = s * x[p as usize];
+        let mut out = Vec::with_capacity(self.output_dim());
+        for rounds in &self.blocks {
+            let mut x: Vec<f64> = e.iter().map(|&v| f64::from(v)).collect();
+            let mut y = vec![0f64; self.dim];
+            for (perm, signs) in rounds {
+                for ((o, &p), &s) in y.iter_mut().zip(perm).zip(signs) {
+                    *o = s * x[p as usize];
+                }
+                fwht(&mut y);
+                std::mem::swap(&mut x, &mut y);
             }
-            fwht(&mut y);
-            std::mem::swap(&mut x, &mut y);
+            out.extend(x.into_iter().map(|v| v as f32));
         }
-        Ok(x.into_iter().map(|v| v as f32).collect())
+        Ok(out)
     }
 
     /// The dense hashmap `R_k · e` (errors also on the zero vector).
@@ -263,6 +324,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stacked_rotations_extend_the_short_hashmap_and_keep_cosines() {
+        let k = Key::from_seed(5);
+        let short = Protector::new(&k, 64).unwrap();
+        let long = Protector::with_output_dim(&k, 64, 256).unwrap();
+        assert_eq!((long.dim(), long.output_dim()), (64, 256));
+        let e: Vec<f32> = (0..64).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
+        let f: Vec<f32> = (0..64).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0).collect();
+        let (te, tf) = (long.transform(&e).unwrap(), long.transform(&f).unwrap());
+        assert_eq!(te.len(), 256);
+        // Block 0 is the d-value transform: existing templates keep their meaning.
+        assert_eq!(&te[..64], &short.transform(&e).unwrap()[..]);
+        // The other blocks are other rotations, not copies.
+        assert_ne!(&te[64..128], &te[..64]);
+        let cos = |a: &[f32], b: &[f32]| {
+            let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+            let n = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+            dot / (n(a) * n(b))
+        };
+        assert!((cos(&te, &tf) - cos(&e, &f)).abs() < 1e-6);
+        assert_eq!(long.binary(&e).unwrap().dim(), 256);
+        for bad in [96, 64 * 17, 32] {
+            assert!(
+                matches!(
+                    Protector::with_output_dim(&k, 64, bad),
+                    Err(Error::InvalidDimension { .. })
+                ),
+                "{bad} accepted"
+            );
+        }
+    }
+
+    #[test]
     fn rejects_bad_dimensions_and_inputs() {
         let k = Key::from_seed(1);
         assert!(matches!(
@@ -333,7 +426,7 @@ mod tests {
         let c = Protector::new(&Key::from_seed(2), 64).unwrap();
         assert_eq!(a.transform(&e).unwrap(), b.transform(&e).unwrap());
         assert_ne!(a.binary(&e).unwrap(), c.binary(&e).unwrap());
-        assert_eq!(format!("{a:?}"), "Protector { dim: 64, .. }");
+        assert_eq!(format!("{a:?}"), "Protector { dim: 64, output_dim: 64, .. }");
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct ClientOpts {
     /// Hashmap kind to make from images.
     #[arg(long, default_value = "binary")]
     pub kind: HashmapKind,
+    /// Length of the hashmaps made from images (see `nhm encode --hashmap-dim`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub hashmap_dim: Option<u32>,
     /// Precomputed hashmaps instead of images: a file of base64 lines or `nhm encode` JSON lines.
     #[arg(long = "template")]
     pub templates: Vec<PathBuf>,
@@ -111,7 +114,8 @@ fn hashmaps(c: &ClientOpts) -> Result<Vec<Hashmap>> {
         let encoder = nhm_model::Encoder::load(model)
             .with_context(|| format!("loading the encoder from {}", model.display()))?;
         let key = super::encode::load_key(key, c.app.as_deref())?;
-        let protector = Protector::new(&key, encoder.config().embedding_dim)?;
+        let d = encoder.config().embedding_dim;
+        let protector = Protector::with_output_dim(&key, d, c.hashmap_dim.map_or(d, |h| h as usize))?;
         let size = encoder.config().input_size as u32;
         let mut images = Vec::with_capacity(c.images.len());
         for p in &c.images {
@@ -281,6 +285,7 @@ mod tests {
             app: None,
             model: None,
             kind: HashmapKind::Binary,
+            hashmap_dim: None,
             templates: vec![p.clone()],
             roi: None,
             images: vec![],

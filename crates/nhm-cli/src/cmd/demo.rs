@@ -128,6 +128,7 @@ pub fn run(args: Args) -> Result<()> {
             "git_revision": pipeline::git_revision(),
         }),
         title: "Neural Hashmaps demo: synthetic fingerprints, unseen subjects".into(),
+        hashmap_dim: None,
     };
     let report = pipeline::evaluate_encoder(
         &outcome.encoder,

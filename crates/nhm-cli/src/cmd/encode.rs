@@ -25,6 +25,10 @@ pub struct Args {
     /// `binary` (the default, what a server stores) or `dense` (for research comparisons).
     #[arg(long, default_value = "binary")]
     pub kind: HashmapKind,
+    /// Length of the hashmaps (binary: bits): the embedding dimension times 1 to 16 (stacked
+    /// keyed rotations; the server's `dim` must match). Default: the embedding dimension.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub hashmap_dim: Option<u32>,
     /// Crop a square of this many source pixels around the print before fitting (fingerprint
     /// scans: 144 at 500 dpi matches the synthetic training prints' ridge period).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -148,7 +152,8 @@ pub fn run(args: Args) -> Result<()> {
     let encoder = nhm_model::Encoder::load(&args.model)
         .with_context(|| format!("loading the encoder from {}", args.model.display()))?;
     let key = load_key(&args.key, args.app.as_deref())?;
-    let protector = Protector::new(&key, encoder.config().embedding_dim)?;
+    let d = encoder.config().embedding_dim;
+    let protector = Protector::with_output_dim(&key, d, args.hashmap_dim.map_or(d, |h| h as usize))?;
     let samples = read_inputs(&args.inputs, encoder.config().input_size as u32, args.roi)?;
     let pb = crate::progress::bar(samples.len() as u64, "encode");
     let mut out = Vec::new();

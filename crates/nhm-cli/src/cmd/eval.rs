@@ -23,6 +23,11 @@ pub struct Args {
     /// Target FMR of the operating threshold, chosen on the development (validation) subjects.
     #[arg(long, default_value_t = 1e-3)]
     pub target_fmr: f64,
+    /// Length of the hashmaps (binary: bits): the embedding dimension times 1 to 16, made by
+    /// stacking keyed rotations; longer binary codes lose less of the embedding's accuracy.
+    /// Default: the embedding dimension.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub hashmap_dim: Option<u32>,
     /// Seed of keys and sampling.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -63,9 +68,11 @@ pub fn run(args: Args) -> Result<()> {
             "eval_subjects": splits.test.n_subjects(),
             "dev_subjects": dev.map(|d| d.n_subjects()),
             "protocol": args.protocol,
+            "hashmap_dim": args.hashmap_dim,
             "git_revision": pipeline::git_revision(),
         }),
         title: format!("Neural Hashmaps evaluation: {}", args.data.describe()),
+        hashmap_dim: args.hashmap_dim.map(|d| d as usize),
     };
     let report = pipeline::evaluate_encoder(&encoder, &splits.test, dev, &opts, &args.out)?;
     pipeline::print_summary(&report, "");
