@@ -71,45 +71,34 @@ fn quick_demo_then_encode() {
     let key = dir.path().join("client.key");
     let o = nhm(&["key", "new", "--out", s(&key)]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let enc = dir.path().join("db1.jsonl");
-    let o = nhm(&[
-        "encode",
-        "--model",
-        s(&model),
-        "--key",
-        s(&key),
-        "--out",
-        s(&enc),
-        s(&shared("fvc2002/DB1_B")),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&enc)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 80);
-    let t = nhm_template::Hashmap::from_base64(lines[0]["template"].as_str().unwrap()).unwrap();
+    // The hashmaps of DB1_B's 80 images, with extra `encode` flags.
+    let encode_db1 = |name: &str, extra: &[&str]| -> Vec<nhm_template::Hashmap> {
+        let out = dir.path().join(name);
+        let mut args = vec!["encode", "--model", s(&model), "--key", s(&key), "--out", s(&out)];
+        args.extend_from_slice(extra);
+        let db1 = shared("fvc2002/DB1_B");
+        args.push(s(&db1));
+        let o = nhm(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| nhm_template::Hashmap::from_base64(v["template"].as_str().unwrap()).unwrap())
+            .collect()
+    };
+    let plain = encode_db1("db1.jsonl", &[]);
+    assert_eq!(plain.len(), 80);
+    let t = &plain[0];
     assert_eq!(t.kind(), nhm_template::HashmapKind::Binary);
     // Four stacked rotations: four times the bits, the first quarter the plain hashmap's.
-    let long = dir.path().join("db1-long.jsonl");
-    let o = nhm(&[
-        "encode",
-        "--model",
-        s(&model),
-        "--key",
-        s(&key),
-        "--hashmap-dim",
-        &(4 * t.dim()).to_string(),
-        "--out",
-        s(&long),
-        s(&shared("fvc2002/DB1_B")),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let first: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(&long).unwrap().lines().next().unwrap()).unwrap();
-    let lt = nhm_template::Hashmap::from_base64(first["template"].as_str().unwrap()).unwrap();
-    assert_eq!(lt.dim(), 4 * t.dim());
+    let long_dim = (4 * t.dim()).to_string();
+    let long = encode_db1("db1-long.jsonl", &["--hashmap-dim", &long_dim]);
+    let (nhm_template::Hashmap::Binary(short), nhm_template::Hashmap::Binary(lt)) = (t, &long[0]) else {
+        panic!("binary hashmaps expected");
+    };
+    assert_eq!(lt.dim(), 4 * short.dim());
+    assert!((0..short.dim()).all(|i| lt.bit(i) == short.bit(i)));
 
     // Bad input: each a clear error naming the problem, and no output file.
     let bad_out = dir.path().join("never.jsonl");
