@@ -704,20 +704,13 @@ mod tests {
     fn init_starts_from_the_checkpoint_and_refuses_another_architecture() {
         let train_set = blobs(6, 4, 32, 1);
         let val_set = blobs(3, 3, 32, 9);
+        let fit = |enc: &EncoderConfig, cfg: &TrainConfig, out: Option<&Path>| {
+            train(&train_set, &val_set, enc, cfg, out, None, &mut |_| {})
+        };
         let enc = tiny();
         let dir = tempfile::tempdir().unwrap();
         let cfg = quick(LossKind::SupCon { temperature: 0.2 }, 3);
-        let a = train(
-            &train_set,
-            &val_set,
-            &enc,
-            &cfg,
-            Some(dir.path()),
-            None,
-            &mut |_| {},
-        )
-        .unwrap();
-        let ea = embeddings(&a, &val_set);
+        let ea = embeddings(&fit(&enc, &cfg, Some(dir.path())).unwrap(), &val_set);
 
         // A negligible learning rate: only BatchNorm's running statistics can move.
         let still = TrainConfig {
@@ -726,12 +719,12 @@ mod tests {
             seed: 99,
             ..cfg.clone()
         };
-        let fresh = train(&train_set, &val_set, &enc, &still, None, None, &mut |_| {}).unwrap();
+        let fresh = fit(&enc, &still, None).unwrap();
         let init = TrainConfig {
             init: Some(dir.path().to_path_buf()),
             ..still.clone()
         };
-        let b = train(&train_set, &val_set, &enc, &init, None, None, &mut |_| {}).unwrap();
+        let b = fit(&enc, &init, None).unwrap();
         let dist = |x: &[Vec<f32>], y: &[Vec<f32>]| -> f32 {
             x.iter()
                 .flatten()
@@ -739,10 +732,8 @@ mod tests {
                 .map(|(p, q)| (p - q).abs())
                 .sum()
         };
-        let (from_init, from_fresh) = (
-            dist(&embeddings(&b, &val_set), &ea),
-            dist(&embeddings(&fresh, &val_set), &ea),
-        );
+        let from_init = dist(&embeddings(&b, &val_set), &ea);
+        let from_fresh = dist(&embeddings(&fresh, &val_set), &ea);
         assert!(
             from_init < 0.25 * from_fresh,
             "initialised run is {from_init} from its checkpoint, a random one {from_fresh}"
@@ -753,7 +744,7 @@ mod tests {
             embedding_dim: enc.embedding_dim * 2,
             ..enc.clone()
         };
-        let err = train(&train_set, &val_set, &other, &init, None, None, &mut |_| {}).unwrap_err();
+        let err = fit(&other, &init, None).unwrap_err();
         assert!(err.to_string().contains("init"), "{err}");
         // A folder that holds no checkpoint.
         let empty = tempfile::tempdir().unwrap();
@@ -761,7 +752,7 @@ mod tests {
             init: Some(empty.path().to_path_buf()),
             ..still
         };
-        let err = train(&train_set, &val_set, &enc, &missing, None, None, &mut |_| {}).unwrap_err();
+        let err = fit(&enc, &missing, None).unwrap_err();
         assert!(matches!(err, Error::MissingFile { .. }), "{err}");
     }
 
