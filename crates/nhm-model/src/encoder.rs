@@ -207,10 +207,7 @@ impl Encoder {
 
     /// Like [`Encoder::load`], also returning the checkpoint's header.
     pub fn load_with_meta(dir: &Path) -> Result<(Encoder, CheckpointMeta)> {
-        let path = dir.join(HEADER_FILE);
-        let text = read_file(&path)?;
-        let header: HeaderFile =
-            serde_json::from_slice(&text).map_err(|source| Error::Json { path, source })?;
+        let header = read_header(dir)?;
         header.encoder.validate()?;
         let device = compute_device();
         let mut net = EncoderNet::new(&header.encoder, 0, &device);
@@ -230,15 +227,13 @@ impl Encoder {
 /// refusing a checkpoint whose encoder configuration differs from `cfg`: equal tensor shapes are
 /// not enough (another input size has the same shapes and would silently mean something else).
 pub(crate) fn load_init(dir: &Path, cfg: &EncoderConfig, net: &mut EncoderNet) -> Result<()> {
-    let path = dir.join(HEADER_FILE);
-    let text = read_file(&path)?;
-    let header: HeaderFile = serde_json::from_slice(&text).map_err(|source| Error::Json { path, source })?;
+    let header = read_header(dir)?;
     if header.encoder != *cfg {
         return Err(Error::invalid(
             "init",
             format!(
-                "checkpoint {} was trained with encoder {:?}, this run uses {:?}; pass its model \
-                 configuration with --model",
+                "checkpoint {} was trained with encoder {:?}, this run uses {:?}; train with the \
+                 checkpoint's own configuration",
                 dir.display(),
                 header.encoder,
                 cfg
@@ -246,6 +241,13 @@ pub(crate) fn load_init(dir: &Path, cfg: &EncoderConfig, net: &mut EncoderNet) -
         ));
     }
     load_safetensors(net, &dir.join(WEIGHTS_FILE))
+}
+
+/// Reads and parses a checkpoint folder's header file.
+fn read_header(dir: &Path) -> Result<HeaderFile> {
+    let path = dir.join(HEADER_FILE);
+    let text = read_file(&path)?;
+    serde_json::from_slice(&text).map_err(|source| Error::Json { path, source })
 }
 
 /// Checks one image's size against the encoder's input.
