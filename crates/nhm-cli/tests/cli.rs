@@ -202,6 +202,32 @@ fn synth_writes_fvc_named_images_and_a_contact_sheet() {
     let o = nhm(&["synth", "--subjects", "0", "--out", s(dir.path())]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("subjects"), "{}", stderr(&o));
+    // The centre view is recorded in the manifest; an unknown view is refused by name, by
+    // `synth` and by the commands that generate their data.
+    let centre = dir.path().join("centre");
+    let o = nhm(&[
+        "synth",
+        "--subjects",
+        "2",
+        "--impressions",
+        "1",
+        "--view",
+        "centre",
+        "--out",
+        s(&centre),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let manifest = std::fs::read_to_string(centre.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"view\": \"centre\""), "{manifest}");
+    for args in [
+        vec!["synth", "--view", "middle"],
+        vec!["train", "--synth-view", "middle", "--out", s(dir.path())],
+        vec!["eval", "--model", "/no/such/model", "--synth-view", "middle"],
+    ] {
+        let o = nhm(&args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains("middle"), "{args:?}: {}", stderr(&o));
+    }
 }
 
 #[test]

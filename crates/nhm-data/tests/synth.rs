@@ -1,7 +1,7 @@
 //! Integration tests of the synthetic fingerprint generator and of augmentation.
 
 use nhm_data::augment::{augment, AugmentConfig};
-use nhm_data::synth::{contact_sheet, write_fvc, Manifest, SynthConfig, Variation};
+use nhm_data::synth::{contact_sheet, write_fvc, Manifest, SynthConfig, Variation, View};
 use nhm_data::{Error, GrayImage, Layout};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -13,6 +13,7 @@ fn small(subjects: u32, impressions: u32) -> SynthConfig {
         impressions,
         size: 64,
         variation: Variation::default(),
+        view: View::Whole,
     }
 }
 
@@ -124,8 +125,84 @@ fn images_have_ridges_at_the_expected_period() {
     assert!(var > 400.0, "variance {var}");
 }
 
+/// How many of the 8×8-pixel blocks of `img` show ridge contrast (grey-level standard deviation
+/// above 20), not flat background.
+fn ridge_blocks(img: &GrayImage) -> usize {
+    let (w, h) = img.dimensions();
+    let mut n = 0;
+    for by in (0..h).step_by(8) {
+        for bx in (0..w).step_by(8) {
+            let v: Vec<f64> = (0..64)
+                .map(|i| img.get_pixel(bx + i % 8, by + i / 8).0[0] as f64)
+                .collect();
+            let m = v.iter().sum::<f64>() / 64.0;
+            let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / 64.0).sqrt();
+            n += (sd > 20.0) as usize;
+        }
+    }
+    n
+}
+
+#[test]
+fn centre_view_shows_ridges_to_the_edges_at_the_same_period() {
+    let whole = SynthConfig {
+        variation: Variation::none(),
+        ..small(4, 1)
+    };
+    let centre = SynthConfig {
+        view: View::Centre,
+        ..whole.clone()
+    };
+    for f in 0..4 {
+        let (w, c) = (whole.master_image(f), centre.master_image(f));
+        assert_ne!(w, c);
+        // The whole view shows the pad's outline and background in the corners; the centre view
+        // is ridges everywhere, as a region of interest cut from a scan is.
+        let (bw, bc) = (ridge_blocks(&w), ridge_blocks(&c));
+        assert!(
+            bc >= 62 && bw <= 58,
+            "finger {f}: ridge blocks whole {bw}, centre {bc} of 64"
+        );
+        let p = dominant_period(&c);
+        assert!((3.0..=5.5).contains(&p), "finger {f}: dominant period {p} px");
+    }
+    // The seed contract holds in the centre view too.
+    let cfg = SynthConfig {
+        view: View::Centre,
+        ..small(2, 2)
+    };
+    assert_eq!(cfg.impression(1, 1), cfg.generate().unwrap().samples[3].image);
+    assert_ne!(cfg.impression(0, 0), cfg.impression(1, 0));
+}
+
+#[test]
+fn views_parse_by_name_and_old_manifests_mean_whole() {
+    for v in View::ALL {
+        assert_eq!(v.name().parse::<View>().unwrap(), v);
+    }
+    assert_eq!("center".parse::<View>().unwrap(), View::Centre);
+    match "middle".parse::<View>() {
+        Err(Error::InvalidParameter { name, reason }) => {
+            assert_eq!(name, "view");
+            assert!(reason.contains("middle") && reason.contains("centre"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A configuration written before views existed reads as the whole view.
+    let mut json = serde_json::to_value(small(1, 1)).unwrap();
+    json.as_object_mut().unwrap().remove("view");
+    let back: SynthConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(back, small(1, 1));
+}
+
 #[test]
 fn mated_impressions_are_more_alike_than_non_mated() {
+    for view in View::ALL {
+        mated_more_alike(view);
+    }
+}
+
+fn mated_more_alike(view: View) {
     // Learning-free measure on aligned prints: without geometric variation (rotation, shift,
     // scale, distortion) but with the default contact, thickness and noise variation, impressions
     // of one finger share the ridge pattern; those of two fingers do not.
@@ -138,6 +215,7 @@ fn mated_impressions_are_more_alike_than_non_mated() {
     };
     let cfg = SynthConfig {
         variation: var,
+        view,
         ..small(4, 2)
     };
     let ds = cfg.generate().unwrap();
@@ -147,7 +225,10 @@ fn mated_impressions_are_more_alike_than_non_mated() {
         .map(|s| correlation(img(s, 0), img((s + 1) % 4, 1)))
         .sum::<f64>()
         / 4.0;
-    assert!(mated > non + 0.15, "mated {mated:.3} non-mated {non:.3}");
+    assert!(
+        mated > non + 0.15,
+        "{view:?}: mated {mated:.3} non-mated {non:.3}"
+    );
 }
 
 #[test]

@@ -53,6 +53,7 @@ pub fn run(args: Args) -> Result<()> {
         subjects: if args.quick { 80 } else { 2600 },
         impressions: 8,
         data_seed: 42,
+        synth_view: nhm_data::synth::View::Whole,
         eval_fraction: 0.2,
         val_fraction: 0.1,
         roi: None,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use nhm_data::synth::{contact_sheet, write_fvc_with, SynthConfig, Variation};
+use nhm_data::synth::{contact_sheet, write_fvc_with, SynthConfig, Variation, View};
 use nhm_data::Dataset;
 use rayon::prelude::*;
 
@@ -45,6 +45,10 @@ pub struct Args {
     /// No variation at all: every impression is the clean, centred master print.
     #[arg(long)]
     clean: bool,
+    /// Which part of the finger to show: `whole` (the pad, outline included) or `centre` (the
+    /// middle of a realistically sized pad, as `--roi 144` shows of a 500-dpi scan).
+    #[arg(long, default_value = "whole")]
+    view: View,
 }
 
 /// Runs `nhm synth`.
@@ -69,6 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         impressions: args.impressions,
         size: args.size,
         variation,
+        view: args.view,
     };
     cfg.validate().context("invalid generator settings")?;
 

@@ -36,14 +36,14 @@ pub(crate) fn render(master: &Master, size: u32, var: &Variation, rng: &mut impl
     let n = size as usize;
     let shape = master.shape;
 
-    // Placement: the finger centre lands at the image centre, then moves.
+    // Placement: the master's centre lands at the image centre, then moves.
     let scale = WINDOW / n as f32 * (1.0 + var.max_scale * tri(rng));
     let angle = var.max_rotation_deg.to_radians() * tri(rng);
     let shift = (
         var.max_translation * n as f32 * tri(rng),
         var.max_translation * n as f32 * tri(rng),
     );
-    let mut warp = Warp::similarity(n, n, (shape.cx, shape.cy), scale, angle, shift);
+    let mut warp = Warp::similarity(n, n, master.centre, scale, angle, shift);
     if var.distortion > 0.0 {
         warp = warp.with_field(DisplacementField::random(n, n, var.distortion * PERIOD, rng));
     }

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use rand::Rng;
 
 use super::warp::{Plane, SmoothNoise};
+use super::View;
 
 /// Side of the master grid, internal pixels.
 pub(crate) const MASTER: usize = 128;
@@ -68,6 +69,9 @@ pub(crate) struct Shape {
 pub(crate) struct Master {
     pub shape: Shape,
     pub ridges: Plane,
+    /// The point impressions centre on: the pad centre in the whole view, the mean core position
+    /// (where a scan's region of interest lands) in the centre view.
+    pub centre: (f32, f32),
 }
 
 /// Orientation model: zero-pole (Sherlock & Monro) around cores and deltas, or an arch.
@@ -76,6 +80,10 @@ struct OrientationModel {
     deltas: Vec<(f32, f32)>,
     /// Arch: centre column, bump width, bump height scale.
     arch: Option<(f32, f32, f32)>,
+    /// Row of the pad centre and the view's scale: an arch's height follows the row on the pad as
+    /// the whole view sees it (high at the top, flatter below).
+    pivot: f32,
+    scale: f32,
     /// Low-frequency random perturbation of the angle, radians.
     wobble: SmoothNoise,
     wobble_amp: f32,
@@ -87,7 +95,12 @@ impl OrientationModel {
         let base = if let Some((cx, w, h)) = self.arch {
             // Ridges y = y0 − h(y)·exp(−((x−cx)/w)²): high arches at the top, flatter below.
             let t = (x - cx) / w;
-            let height = h * (1.0 - (y / MASTER as f32)).clamp(0.15, 1.0);
+            let row = if self.scale == 1.0 {
+                y
+            } else {
+                self.pivot + (y - self.pivot) / self.scale
+            };
+            let height = h * (1.0 - (row / MASTER as f32)).clamp(0.15, 1.0);
             let slope = height * 2.0 * t / w * (-t * t).exp();
             slope.atan()
         } else {
@@ -104,42 +117,55 @@ impl OrientationModel {
         base + self.wobble_amp * self.wobble.at(x, y)
     }
 
-    fn draw(class: Class, shape: &Shape, rng: &mut impl Rng) -> OrientationModel {
+    /// Draws the singular points of `class` on `shape`; `k` scales their distances (in grid
+    /// pixels) from the pad centre and from each other.
+    fn draw(class: Class, shape: &Shape, k: f32, rng: &mut impl Rng) -> OrientationModel {
         let (cx, cy) = (
-            shape.cx + rng.gen_range(-6.0..6.0),
-            shape.cy - 8.0 + rng.gen_range(-6.0..6.0),
+            shape.cx + k * rng.gen_range(-6.0..6.0),
+            shape.cy + k * (-8.0 + rng.gen_range(-6.0..6.0)),
         );
         let mut cores = vec![];
         let mut deltas = vec![];
         let mut arch = None;
         match class {
-            Class::Arch => arch = Some((cx, rng.gen_range(24.0..34.0), rng.gen_range(10.0..18.0))),
+            Class::Arch => arch = Some((cx, k * rng.gen_range(24.0..34.0), k * rng.gen_range(10.0..18.0))),
             Class::TentedArch => {
                 cores.push((cx, cy));
-                deltas.push((cx + rng.gen_range(-3.0..3.0), cy + rng.gen_range(12.0..20.0)));
+                deltas.push((
+                    cx + k * rng.gen_range(-3.0..3.0),
+                    cy + k * rng.gen_range(12.0..20.0),
+                ));
             }
             Class::LeftLoop | Class::RightLoop => {
                 let side = if class == Class::LeftLoop { 1.0 } else { -1.0 };
                 cores.push((cx, cy));
                 deltas.push((
-                    cx + side * rng.gen_range(18.0..30.0),
-                    cy + rng.gen_range(24.0..34.0),
+                    cx + k * side * rng.gen_range(18.0..30.0),
+                    cy + k * rng.gen_range(24.0..34.0),
                 ));
             }
             Class::Whorl => {
-                let sep = rng.gen_range(6.0..14.0);
-                let tilt = rng.gen_range(-5.0..5.0);
+                let sep = k * rng.gen_range(6.0..14.0);
+                let tilt = k * rng.gen_range(-5.0..5.0);
                 cores.push((cx - tilt, cy - sep / 2.0));
                 cores.push((cx + tilt, cy + sep / 2.0));
-                let dy = cy + rng.gen_range(24.0..34.0);
-                deltas.push((cx - rng.gen_range(22.0..32.0), dy + rng.gen_range(-4.0..4.0)));
-                deltas.push((cx + rng.gen_range(22.0..32.0), dy + rng.gen_range(-4.0..4.0)));
+                let dy = cy + k * rng.gen_range(24.0..34.0);
+                deltas.push((
+                    cx - k * rng.gen_range(22.0..32.0),
+                    dy + k * rng.gen_range(-4.0..4.0),
+                ));
+                deltas.push((
+                    cx + k * rng.gen_range(22.0..32.0),
+                    dy + k * rng.gen_range(-4.0..4.0),
+                ));
             }
         }
         OrientationModel {
             cores,
             deltas,
             arch,
+            pivot: shape.cy,
+            scale: k,
             wobble: SmoothNoise::new(MASTER, MASTER, 4, rng),
             wobble_amp: rng.gen_range(0.05..0.15),
         }
@@ -217,17 +243,33 @@ fn dot_rows(acc: &mut [f32; ROW], img: &[f32], k: &[f32]) {
     }
 }
 
-/// Generates the master print of one finger from its random stream.
-pub(crate) fn generate(rng: &mut impl Rng) -> Master {
+/// Generates the master print of one finger from its random stream. With [`View::Whole`] the grid
+/// holds the whole pad (about fourteen ridges across); with [`View::Centre`] the pad, the
+/// distances between singular points and the minutiae count are twice as large in ridge periods
+/// (about 28 ridges across the pad, as on a real fingertip) and the grid holds its centre. The
+/// random draws are the same for both views, so a finger keeps its class and layout.
+pub(crate) fn generate(rng: &mut impl Rng, view: View) -> Master {
+    let k = match view {
+        View::Whole => 1.0,
+        View::Centre => 2.0,
+    };
     let class = Class::draw(rng);
     let m = MASTER as f32;
+    let (dx, dy) = (rng.gen_range(-2.0..2.0), rng.gen_range(0.0..6.0));
     let shape = Shape {
-        cx: m / 2.0 + rng.gen_range(-2.0..2.0),
-        cy: m / 2.0 + rng.gen_range(0.0..6.0),
-        a: rng.gen_range(33.0..39.0),
-        b: rng.gen_range(44.0..52.0),
+        cx: m / 2.0 + dx,
+        // The centre view's grid is the window around the mean core position, 8k above the pad
+        // centre: the pad centre sits that much below the grid centre.
+        cy: m / 2.0
+            + if view == View::Whole {
+                dy
+            } else {
+                8.0 * k + dy - 3.0
+            },
+        a: k * rng.gen_range(33.0..39.0),
+        b: k * rng.gen_range(44.0..52.0),
     };
-    let model = OrientationModel::draw(class, &shape, rng);
+    let model = OrientationModel::draw(class, &shape, k, rng);
 
     // Ridge period map: smooth random variation around the mean, a little wider near the bottom.
     let per_noise = SmoothNoise::new(MASTER, MASTER, 4, rng);
@@ -250,9 +292,17 @@ pub(crate) fn generate(rng: &mut impl Rng) -> Master {
         }
     }
 
-    let minutiae = Minutia::draw(&shape, &model, &kidx, rng);
+    let minutiae = Minutia::draw(&shape, &model, &kidx, view, rng);
     let ridges = grow(&kidx, &minutiae, rng);
-    Master { shape, ridges }
+    let centre = match view {
+        View::Whole => (shape.cx, shape.cy),
+        View::Centre => (shape.cx, shape.cy - 8.0 * k),
+    };
+    Master {
+        shape,
+        ridges,
+        centre,
+    }
 }
 
 /// A pinned minutia: a ridge ending or bifurcation, imprinted as a phase vortex
@@ -280,9 +330,25 @@ impl Minutia {
     /// Closest distance between two minutiae, and from a minutia to a singular point, in periods.
     const SPACING: f32 = 2.5;
 
-    /// Draws the minutiae of one finger: about one per 20 squared ridge periods of the pad.
-    fn draw(shape: &Shape, model: &OrientationModel, kidx: &[u16], rng: &mut impl Rng) -> Vec<Minutia> {
-        let area = PI * shape.a * shape.b / (PERIOD * PERIOD);
+    /// Draws the minutiae of one finger: about one per 20 squared ridge periods of the pad (of the
+    /// part of it on the grid, in the centre view).
+    fn draw(
+        shape: &Shape,
+        model: &OrientationModel,
+        kidx: &[u16],
+        view: View,
+        rng: &mut impl Rng,
+    ) -> Vec<Minutia> {
+        let on_grid = |x: f32, y: f32| (0.0..MASTER as f32).contains(&x) && (0.0..MASTER as f32).contains(&y);
+        let area = match view {
+            View::Whole => PI * shape.a * shape.b,
+            View::Centre => (0..MASTER * MASTER)
+                .filter(|i| {
+                    let (x, y) = ((i % MASTER) as f32, (i / MASTER) as f32);
+                    ((x - shape.cx) / shape.a).powi(2) + ((y - shape.cy) / shape.b).powi(2) <= 1.0
+                })
+                .count() as f32,
+        } / (PERIOD * PERIOD);
         let target = (area / 20.0 * rng.gen_range(0.7..1.3)).round() as usize;
         let singular: Vec<(f32, f32)> = model.cores.iter().chain(&model.deltas).copied().collect();
         let min_d = Self::SPACING * PERIOD;
@@ -298,6 +364,9 @@ impl Minutia {
                 continue;
             }
             let (x, y) = (shape.cx + u * shape.a, shape.cy + v * shape.b);
+            if !on_grid(x, y) {
+                continue;
+            }
             let far = |&(px, py): &(f32, f32)| (x - px).hypot(y - py) >= min_d;
             if !singular.iter().all(far) || !out.iter().map(|m| (m.x, m.y)).all(|p| far(&p)) {
                 continue;
@@ -426,9 +495,9 @@ mod tests {
             b: 48.0,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let model = OrientationModel::draw(Class::Whorl, &shape, &mut rng);
+        let model = OrientationModel::draw(Class::Whorl, &shape, 1.0, &mut rng);
         let kidx = vec![0u16; MASTER * MASTER];
-        let ms = Minutia::draw(&shape, &model, &kidx, &mut rng);
+        let ms = Minutia::draw(&shape, &model, &kidx, View::Whole, &mut rng);
         // About one per 20 squared periods of a 218-squared-period pad, minus rejected draws.
         assert!((6..=15).contains(&ms.len()), "{} minutiae", ms.len());
         for (i, a) in ms.iter().enumerate() {
@@ -445,7 +514,7 @@ mod tests {
 
     #[test]
     fn master_fills_with_ridges() {
-        let m = generate(&mut ChaCha8Rng::seed_from_u64(5));
+        let m = generate(&mut ChaCha8Rng::seed_from_u64(5), View::Whole);
         // Saturated ridges and valleys everywhere but the ridge flanks (a fifth of a 5-px period).
         let strong = m.ridges.data.iter().filter(|v| v.abs() > 0.5).count();
         assert!(strong as f32 > 0.7 * m.ridges.data.len() as f32, "{strong}");

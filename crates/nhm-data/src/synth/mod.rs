@@ -123,6 +123,52 @@ impl Variation {
     }
 }
 
+/// Which part of a finger an image shows.
+///
+/// `Whole` (the default, and the data behind every synthetic figure so far) shows the whole pad,
+/// about fourteen ridges across, with its outline: small fingers, easy to tell apart by shape.
+/// `Centre` shows the central sixteen ridge periods of a pad of realistic size (about 28 ridges
+/// across, singular points and minutiae spaced as on real fingers), which is what a 144-px region
+/// of a 500-dpi scan (`--roi 144`) shows: train on it for real scans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum View {
+    /// The whole finger pad, outline included.
+    #[default]
+    Whole,
+    /// The centre of a realistically sized pad, no outline.
+    Centre,
+}
+
+impl View {
+    /// Every view, for help texts and tests.
+    pub const ALL: [View; 2] = [View::Whole, View::Centre];
+
+    /// The view's name on the command line and in manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            View::Whole => "whole",
+            View::Centre => "centre",
+        }
+    }
+}
+
+impl std::str::FromStr for View {
+    type Err = Error;
+
+    /// Parses `whole` or `centre` (also `center`).
+    fn from_str(s: &str) -> Result<View> {
+        match s {
+            "whole" => Ok(View::Whole),
+            "centre" | "center" => Ok(View::Centre),
+            other => Err(Error::InvalidParameter {
+                name: "view",
+                reason: format!("unknown view {other:?}; expected whole or centre"),
+            }),
+        }
+    }
+}
+
 /// What to generate: how many fingers and impressions, at what size, with what variation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SynthConfig {
@@ -137,6 +183,9 @@ pub struct SynthConfig {
     pub size: u32,
     /// How impressions of one finger differ.
     pub variation: Variation,
+    /// Which part of the finger the images show.
+    #[serde(default)]
+    pub view: View,
 }
 
 impl Default for SynthConfig {
@@ -147,6 +196,7 @@ impl Default for SynthConfig {
             impressions: 8,
             size: 96,
             variation: Variation::default(),
+            view: View::Whole,
         }
     }
 }
@@ -205,7 +255,7 @@ impl SynthConfig {
         let fingers: Vec<Vec<Sample>> = (0..self.subjects)
             .into_par_iter()
             .map(|finger| {
-                let m = master::generate(&mut stream(self.seed, finger, None));
+                let m = master::generate(&mut stream(self.seed, finger, None), self.view);
                 let samples = (0..self.impressions)
                     .into_par_iter()
                     .map(|imp| self.sample(finger, imp, self.render(&m, finger, imp)))
@@ -228,14 +278,14 @@ impl SynthConfig {
     /// `generate` for many images. An out-of-range size is clamped to [`MIN_SIZE`]..=[`MAX_SIZE`];
     /// call [`SynthConfig::validate`] first to reject it instead.
     pub fn impression(&self, finger: u32, impression: u32) -> GrayImage {
-        let m = master::generate(&mut stream(self.seed, finger, None));
+        let m = master::generate(&mut stream(self.seed, finger, None), self.view);
         self.render(&m, finger, impression)
     }
 
     /// The master print of a finger rendered without any variation (centred, clean): the common
     /// ridge pattern of all its impressions. For tests and figures.
     pub fn master_image(&self, finger: u32) -> GrayImage {
-        let m = master::generate(&mut stream(self.seed, finger, None));
+        let m = master::generate(&mut stream(self.seed, finger, None), self.view);
         let size = self.size.clamp(MIN_SIZE, MAX_SIZE);
         impression::render(
             &m,
