@@ -213,11 +213,19 @@ pub fn evaluate_encoder(
         .collect::<Result<_, _>>()
         .context("dense hashmaps")?;
     let binary = binary_all(&app, &emb.embeddings)?;
+    // One transform per subject (its key derivation and rotations), shared by its samples.
+    let mut subjects = emb.subjects();
+    subjects.sort_unstable();
+    subjects.dedup();
+    let own: std::collections::HashMap<u32, Protector> = subjects
+        .into_par_iter()
+        .map(|s| Ok((s, protector(&subject_key(opts.seed, s), dim, opts)?)))
+        .collect::<Result<_>>()?;
     let own_key: Vec<BinaryHashmap> = emb
         .embeddings
         .par_iter()
         .zip(emb.samples.par_iter())
-        .map(|(e, s)| Ok(protector(&subject_key(opts.seed, s.subject), dim, opts)?.binary(e)?))
+        .map(|(e, s)| Ok(own[&s.subject].binary(e)?))
         .collect::<Result<_>>()
         .context("per-subject hashmaps")?;
 

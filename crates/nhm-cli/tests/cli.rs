@@ -142,35 +142,21 @@ fn quick_demo_then_encode() {
 
     // Fine-tuning the demo's encoder on real faces: its architecture comes from the checkpoint,
     // and the header records where the weights started.
+    let orl = shared("orl_faces");
+    let fine_tune = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["train", "--data", s(&orl), "--init", s(&model), "--out", s(out)];
+        args.extend_from_slice(extra);
+        nhm(&args)
+    };
     let tuned = dir.path().join("tuned");
-    let o = nhm(&[
-        "train",
-        "--data",
-        s(&shared("orl_faces")),
-        "--init",
-        s(&model),
-        "--epochs",
-        "1",
-        "--out",
-        s(&tuned),
-    ]);
+    let o = fine_tune(&tuned, &["--epochs", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let header = std::fs::read_to_string(tuned.join("checkpoint.json")).unwrap();
     assert!(header.contains(s(&model)), "init not recorded: {header}");
     // Another architecture than the starting weights': refused, nothing written.
     let face = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/encoder-face.toml");
     let refused = dir.path().join("refused");
-    let o = nhm(&[
-        "train",
-        "--data",
-        s(&shared("orl_faces")),
-        "--init",
-        s(&model),
-        "--model",
-        s(&face),
-        "--out",
-        s(&refused),
-    ]);
+    let o = fine_tune(&refused, &["--model", s(&face)]);
     assert!(!o.status.success(), "a mismatched --init trained anyway");
     assert!(stderr(&o).contains("init"), "{}", stderr(&o));
     assert!(!refused.join("checkpoint.json").exists());
