@@ -30,6 +30,9 @@ pub struct DataArgs {
     /// ones, as `--roi 144` shows of a 500-dpi scan (for models meant for real scans).
     #[arg(long, default_value = "whole")]
     pub synth_view: View,
+    /// Synthetic data: skin texture in [0, 1] (dry-skin ridge breaks, creases); 0 draws none.
+    #[arg(long, default_value_t = 0.0)]
+    pub synth_texture: f32,
     /// Share of subjects (the last ones, in source order) kept for evaluation: never trained on.
     #[arg(long, default_value_t = 0.2)]
     pub eval_fraction: f64,
@@ -63,10 +66,13 @@ impl DataArgs {
     /// A short description for reports and checkpoints.
     pub fn describe(&self) -> String {
         if self.is_synthetic() {
-            let view = match self.synth_view {
+            let mut view = match self.synth_view {
                 View::Whole => String::new(),
                 other => format!(":{}", other.name()),
             };
+            if self.synth_texture > 0.0 {
+                view.push_str(&format!(":texture{}", self.synth_texture));
+            }
             format!(
                 "synth:{}x{}:seed{}{view}",
                 self.subjects, self.impressions, self.data_seed
@@ -113,7 +119,10 @@ impl DataArgs {
                 impressions: self.impressions,
                 size,
                 view: self.synth_view,
-                ..Default::default()
+                variation: nhm_data::synth::Variation {
+                    texture: self.synth_texture,
+                    ..Default::default()
+                },
             };
             let pb = progress::bar(u64::from(self.subjects) * u64::from(self.impressions), "synth");
             let ds = cfg

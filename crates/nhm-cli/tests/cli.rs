@@ -205,14 +205,25 @@ fn synth_writes_fvc_named_images_and_a_contact_sheet() {
     assert!(o.status.success(), "{}", stderr(&o));
     let manifest = std::fs::read_to_string(centre.join("manifest.json")).unwrap();
     assert!(manifest.contains("\"view\": \"centre\""), "{manifest}");
-    for args in [
-        vec!["synth", "--view", "middle"],
-        vec!["train", "--synth-view", "middle", "--out", s(dir.path())],
-        vec!["eval", "--model", "/no/such/model", "--synth-view", "middle"],
+    for (args, needle) in [
+        (vec!["synth", "--view", "middle"], "middle"),
+        (
+            vec!["train", "--synth-view", "middle", "--out", s(dir.path())],
+            "middle",
+        ),
+        (
+            vec!["eval", "--model", "/no/such/model", "--synth-view", "middle"],
+            "middle",
+        ),
+        (vec!["synth", "--texture", "2"], "texture"),
+        (
+            vec!["train", "--synth-texture", "1.5", "--out", s(dir.path())],
+            "texture",
+        ),
     ] {
         let o = nhm(&args);
         assert!(!o.status.success(), "{args:?}");
-        assert!(stderr(&o).contains("middle"), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
     }
 }
 

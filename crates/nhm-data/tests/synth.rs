@@ -176,6 +176,55 @@ fn centre_view_shows_ridges_to_the_edges_at_the_same_period() {
 }
 
 #[test]
+fn texture_takes_ink_away_and_draws_nothing_when_zero() {
+    let plain = SynthConfig {
+        view: View::Centre,
+        ..small(6, 2)
+    };
+    let textured = SynthConfig {
+        variation: Variation {
+            texture: 1.0,
+            ..Variation::default()
+        },
+        ..plain.clone()
+    };
+    // Zero texture is exactly the old generator: same draws, same bytes.
+    let zero = SynthConfig {
+        variation: Variation {
+            texture: 0.0,
+            ..Variation::default()
+        },
+        ..plain.clone()
+    };
+    let images = |c: &SynthConfig| -> Vec<GrayImage> {
+        c.generate()
+            .unwrap()
+            .samples
+            .into_iter()
+            .map(|s| s.image)
+            .collect()
+    };
+    assert_eq!(images(&zero), images(&plain));
+    // Breaks and creases whiten ridge pixels; the ridge pattern stays (texture is drawn after,
+    // and does not move, anything else).
+    let dark = |img: &GrayImage| img.as_raw().iter().filter(|&&p| p < 128).count();
+    let (mut before, mut after, mut corr) = (0, 0, 0.0);
+    for f in 0..6 {
+        for i in 0..2 {
+            let (a, b) = (plain.impression(f, i), textured.impression(f, i));
+            before += dark(&a);
+            after += dark(&b);
+            corr += correlation(&a, &b) / 12.0;
+        }
+    }
+    assert!(after < before * 95 / 100, "dark pixels {before} -> {after}");
+    assert!(
+        corr > 0.5,
+        "textured impressions lost their ridges: correlation {corr:.2}"
+    );
+}
+
+#[test]
 fn views_parse_by_name_and_old_manifests_mean_whole() {
     for v in View::ALL {
         assert_eq!(v.name().parse::<View>().unwrap(), v);
@@ -188,9 +237,11 @@ fn views_parse_by_name_and_old_manifests_mean_whole() {
         }
         other => panic!("{other:?}"),
     }
-    // A configuration written before views existed reads as the whole view.
+    // A configuration written before views and texture existed reads as the whole view without
+    // texture.
     let mut json = serde_json::to_value(small(1, 1)).unwrap();
     json.as_object_mut().unwrap().remove("view");
+    json["variation"].as_object_mut().unwrap().remove("texture");
     let back: SynthConfig = serde_json::from_value(json).unwrap();
     assert_eq!(back, small(1, 1));
 }
@@ -260,6 +311,13 @@ fn invalid_configs_are_rejected() {
         SynthConfig {
             variation: Variation {
                 partial: 2.0,
+                ..Variation::default()
+            },
+            ..small(1, 1)
+        },
+        SynthConfig {
+            variation: Variation {
+                texture: -0.5,
                 ..Variation::default()
             },
             ..small(1, 1)

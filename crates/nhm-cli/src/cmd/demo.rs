@@ -54,6 +54,7 @@ pub fn run(args: Args) -> Result<()> {
         impressions: 8,
         data_seed: 42,
         synth_view: nhm_data::synth::View::Whole,
+        synth_texture: 0.0,
         eval_fraction: 0.2,
         val_fraction: 0.1,
         roi: None,

@@ -42,6 +42,9 @@ pub struct Args {
     /// Sensor noise in [0, 1].
     #[arg(long)]
     noise: Option<f32>,
+    /// Skin texture in [0, 1]: dry-skin ridge breaks and creases, as optical scans show (default 0).
+    #[arg(long)]
+    texture: Option<f32>,
     /// No variation at all: every impression is the clean, centred master print.
     #[arg(long)]
     clean: bool,
@@ -66,6 +69,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(v) = args.noise {
         variation.noise = v;
+    }
+    if let Some(v) = args.texture {
+        variation.texture = v;
     }
     let cfg = SynthConfig {
         seed: args.seed,

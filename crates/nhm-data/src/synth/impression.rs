@@ -5,7 +5,7 @@
 use image::GrayImage;
 use rand::Rng;
 
-use super::master::{Master, PERIOD, WINDOW};
+use super::master::{Master, Shape, MASTER, PERIOD, WINDOW};
 use super::warp::{DisplacementField, SmoothNoise, Warp};
 use super::Variation;
 
@@ -77,6 +77,9 @@ pub(crate) fn render(master: &Master, size: u32, var: &Variation, rng: &mut impl
     let stain_amp = 18.0 * var.noise;
     let sigma = 14.0 * var.noise;
 
+    // Drawn last, and only when asked for, so that texture 0 leaves every other draw in place.
+    let texture = (var.texture > 0.0).then(|| Texture::draw(var.texture, &shape, rng));
+
     let mut out = vec![0u8; n * n];
     let ridges = &master.ridges;
     warp.for_each(|i, x, y, sx, sy| {
@@ -94,11 +97,77 @@ pub(crate) fn render(master: &Master, size: u32, var: &Variation, rng: &mut impl
             let bias = bias0 + bias_amp * bias_field.at(xf, yf);
             let dark = (0.5 + 0.7 * (r + bias)).clamp(0.0, 1.0);
             // Pressure: ink fades toward the border of the contact and in blotches.
-            let ink = m * (1.0 - fade_amp * (0.5 + 0.5 * fade.at(xf, yf))) * (1.0 - 0.25 * e * e).max(0.0);
+            let mut ink =
+                m * (1.0 - fade_amp * (0.5 + 0.5 * fade.at(xf, yf))) * (1.0 - 0.25 * e * e).max(0.0);
+            if let Some(t) = &texture {
+                ink *= t.contact(sx, sy);
+            }
             v -= ink * dark * (v - ridge);
         }
         v += sigma * fast_normal(rng);
         out[i] = v.round().clamp(0.0, 255.0) as u8;
     });
     GrayImage::from_raw(size, size, out).unwrap_or_else(|| GrayImage::new(size, size))
+}
+
+/// Skin texture of one impression, in master coordinates so that it follows the finger: dry-skin
+/// breaks (value noise at about a ridge period, cut at a dryness level) and creases (straight
+/// white bands across the ridges).
+struct Texture {
+    breaks: SmoothNoise,
+    /// Noise level above which the skin did not touch: 1 = no breaks.
+    dry_at: f32,
+    creases: Vec<Crease>,
+}
+
+/// A crease: a segment with a half width, in master pixels.
+struct Crease {
+    x: f32,
+    y: f32,
+    /// Unit direction.
+    dx: f32,
+    dy: f32,
+    half_len: f32,
+    half_width: f32,
+}
+
+impl Texture {
+    fn draw(amount: f32, shape: &Shape, rng: &mut impl Rng) -> Texture {
+        // About one noise cell per ridge period: breaks as long as a ridge is wide.
+        let breaks = SmoothNoise::new(MASTER, MASTER, (MASTER as f32 / PERIOD) as usize, rng);
+        let dry_at = 1.0 - 0.9 * amount * rng.gen::<f32>();
+        let count = rng.gen_range(0..=(3.0 * amount).round() as u32);
+        let creases = (0..count)
+            .map(|_| {
+                // Mostly across the finger, as flexion creases run.
+                let angle = std::f32::consts::FRAC_PI_4 * tri(rng);
+                Crease {
+                    x: shape.cx + 0.6 * shape.a * tri(rng),
+                    y: shape.cy + 0.6 * shape.b * tri(rng),
+                    dx: angle.cos(),
+                    dy: angle.sin(),
+                    half_len: shape.a * rng.gen_range(0.3..1.0),
+                    half_width: PERIOD * rng.gen_range(0.2..0.6),
+                }
+            })
+            .collect();
+        Texture {
+            breaks,
+            dry_at,
+            creases,
+        }
+    }
+
+    /// Share of the ink that reaches the sensor at master point (x, y): 0 in a break or crease.
+    fn contact(&self, x: f32, y: f32) -> f32 {
+        let mut c = smoothstep((self.dry_at - self.breaks.at(x, y)) / 0.12);
+        for k in &self.creases {
+            let (rx, ry) = (x - k.x, y - k.y);
+            let along = rx * k.dx + ry * k.dy;
+            let across = (-rx * k.dy + ry * k.dx).abs();
+            let end = smoothstep((k.half_len - along.abs()) / PERIOD);
+            c *= 1.0 - end * smoothstep((k.half_width - across) / 0.8 + 0.5);
+        }
+        c
+    }
 }

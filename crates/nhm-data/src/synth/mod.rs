@@ -67,6 +67,11 @@ pub struct Variation {
     pub thickness: f32,
     /// Largest relative scale change (finger pressure, sensor), triangular on ±this.
     pub max_scale: f32,
+    /// Skin texture in [0, 1]: ridge breaks of dry skin (ink missing in small patches along the
+    /// ridges) and creases (white lines across them), as optical scans show. 0 (the default,
+    /// and the data behind the figures recorded before it existed) draws nothing.
+    #[serde(default)]
+    pub texture: f32,
 }
 
 impl Default for Variation {
@@ -84,6 +89,7 @@ impl Default for Variation {
             partial: 0.25,
             thickness: 0.6,
             max_scale: 0.05,
+            texture: 0.0,
         }
     }
 }
@@ -99,6 +105,7 @@ impl Variation {
             partial: 0.0,
             thickness: 0.0,
             max_scale: 0.0,
+            texture: 0.0,
         }
     }
 
@@ -119,7 +126,8 @@ impl Variation {
         check("noise", self.noise, 0.0, 1.0)?;
         check("partial", self.partial, 0.0, 0.9)?;
         check("thickness", self.thickness, 0.0, 1.0)?;
-        check("max_scale", self.max_scale, 0.0, 0.5)
+        check("max_scale", self.max_scale, 0.0, 0.5)?;
+        check("texture", self.texture, 0.0, 1.0)
     }
 }
 
