@@ -122,7 +122,8 @@ impl OrientationModel {
     fn draw(class: Class, shape: &Shape, k: f32, rng: &mut impl Rng) -> OrientationModel {
         let (cx, cy) = (
             shape.cx + k * rng.gen_range(-6.0..6.0),
-            shape.cy + k * (-8.0 + rng.gen_range(-6.0..6.0)),
+            // Evaluated as (cy − 8k) + k·u so that k = 1 gives the whole view's numbers bit for bit.
+            shape.cy - 8.0 * k + k * rng.gen_range(-6.0..6.0),
         );
         let mut cores = vec![];
         let mut deltas = vec![];
