@@ -67,6 +67,23 @@ fn quick_demo_then_encode() {
     }
     let model = out.join("model");
 
+    // A model folder whose run has not finished (as while training still runs): `eval` warns
+    // before it reads any data (here a missing folder, so that it stops right after).
+    let running = dir.path().join("running");
+    std::fs::create_dir_all(running.join("last")).unwrap();
+    for f in ["checkpoint.json", "encoder.safetensors"] {
+        std::fs::copy(model.join(f), running.join(f)).unwrap();
+    }
+    let state = std::fs::read_to_string(model.join("last/state.json")).unwrap();
+    let unfinished = state.replace("\"finished\": true", "\"finished\": false");
+    assert_ne!(state, unfinished, "state.json has no finished flag");
+    std::fs::write(running.join("last/state.json"), unfinished).unwrap();
+    let o = nhm(&["eval", "--model", s(&running), "--data", "/no/such/set"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("has not finished"), "{}", stderr(&o));
+    let o = nhm(&["eval", "--model", s(&model), "--data", "/no/such/set"]);
+    assert!(!stderr(&o).contains("has not finished"), "{}", stderr(&o));
+
     // A key, then hashmaps of a real FVC folder.
     let key = dir.path().join("client.key");
     let o = nhm(&["key", "new", "--out", s(&key)]);

@@ -19,4 +19,4 @@ pub use bench::{benchmark, Throughput};
 pub use config::{EncoderConfig, LossKind, TrainConfig, ENCODER_BASE_TOML, ENCODER_SMALL_TOML};
 pub use encoder::{compute_device, CheckpointMeta, Encoder, EMBED_BATCH, HEADER_FILE, WEIGHTS_FILE};
 pub use error::{Error, Result};
-pub use train::{train, EpochStats, TrainEvent, TrainOutcome, LAST_DIR};
+pub use train::{train, training_progress, EpochStats, TrainEvent, TrainOutcome, TrainingProgress, LAST_DIR};

@@ -511,6 +511,31 @@ impl Validator {
     }
 }
 
+/// Where the training run that wrote a model folder stands, from its resume checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TrainingProgress {
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// Epochs the run was set to train.
+    pub epochs_planned: usize,
+    /// Whether the run ended (all epochs, or early stopping); `false` while it still runs or
+    /// after it was interrupted.
+    pub finished: bool,
+}
+
+/// The progress of the run that writes `model_dir` (a folder of [`Encoder::save`] with its
+/// `last/` resume checkpoint), or `None` when it has no readable resume checkpoint. A run saves
+/// its best weights whenever validation improves, so an unfinished run's folder holds an earlier
+/// epoch than the run will end with: callers warn before evaluating it.
+pub fn training_progress(model_dir: &Path) -> Option<TrainingProgress> {
+    let state = read_state(&model_dir.join(LAST_DIR)).ok()?;
+    Some(TrainingProgress {
+        epochs_done: state.epoch,
+        epochs_planned: state.train.epochs,
+        finished: state.finished,
+    })
+}
+
 fn read_state(dir: &Path) -> Result<ResumeState> {
     let path = dir.join(STATE_FILE);
     let bytes = read_file(&path)?;
@@ -835,6 +860,14 @@ mod tests {
         assert!(events
             .iter()
             .any(|e| matches!(e, TrainEvent::Checkpoint(p) if p.ends_with(LAST_DIR))));
+        // The folder says its run is unfinished, and finished once resumed to the end.
+        let unfinished = TrainingProgress {
+            epochs_done: 1,
+            epochs_planned: 2,
+            finished: false,
+        };
+        assert_eq!(training_progress(dir.path()), Some(unfinished));
+        assert_eq!(training_progress(&dir.path().join("nowhere")), None);
         let last = dir.path().join(LAST_DIR);
         let r = train(
             &train_set,
@@ -848,6 +881,7 @@ mod tests {
         .unwrap();
         assert_eq!(r.best_epoch, a.best_epoch);
         assert_eq!(r.history.len(), 2);
+        assert!(training_progress(dir.path()).is_some_and(|p| p.finished && p.epochs_done == 2));
         let er = embeddings(&r, &val_set);
         for (x, y) in er.iter().flatten().zip(ea.iter().flatten()) {
             assert!((x - y).abs() < 1e-6, "resumed {x} vs straight {y}");

@@ -45,6 +45,16 @@ pub fn run(args: Args) -> Result<()> {
     };
     let (encoder, meta) = nhm_model::Encoder::load_with_meta(&args.model)
         .with_context(|| format!("loading the encoder from {}", args.model.display()))?;
+    let progress = nhm_model::training_progress(&args.model);
+    if let Some(p) = progress.filter(|p| !p.finished) {
+        eprintln!(
+            "warning: the run that writes {} has not finished (epoch {} of {}; still running, or \
+             stopped): these are the best weights so far, not the run's result",
+            args.model.display(),
+            p.epochs_done,
+            p.epochs_planned
+        );
+    }
     let ds = args.data.load(encoder.config().input_size as u32)?;
     let splits = args.data.split(&ds)?;
     anyhow::ensure!(
@@ -64,6 +74,7 @@ pub fn run(args: Args) -> Result<()> {
             "command": "nhm eval",
             "model": args.model,
             "checkpoint": meta,
+            "training": progress,
             "data": args.data.describe(),
             "eval_subjects": splits.test.n_subjects(),
             "dev_subjects": dev.map(|d| d.n_subjects()),
