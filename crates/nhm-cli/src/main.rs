@@ -5,6 +5,7 @@
 //! context and an exit code.
 
 mod cmd;
+mod models;
 mod pipeline;
 mod progress;
 mod source;

@@ -625,3 +625,97 @@ pub fn git_revision() -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
+
+/// One system's figures in a cross-capture evaluation.
+#[derive(Debug, serde::Serialize)]
+pub struct CrossSystem {
+    /// The system, as in [`evaluate_encoder`]'s reports.
+    pub name: String,
+    /// Its figures.
+    pub figures: nhm_eval::CrossFigures,
+}
+
+/// Cross-capture evaluation (the same subjects captured twice, for example one finger on two
+/// sensors): `references` are enrolled, `probes` compared with them; subjects are matched by
+/// label, and only labels on both sides take part. Raw pixels, the raw embedding and binary
+/// hashmaps under the shared evaluation key. Writes `cross.json` into `out`.
+pub fn evaluate_cross(
+    encoder: &nhm_model::Encoder,
+    references: &Dataset,
+    probes: &Dataset,
+    opts: &EvalOptions,
+    out: &Path,
+) -> Result<Vec<CrossSystem>> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    // One subject id per label across both sides.
+    let mut ids: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    for s in references.samples.iter().chain(&probes.samples) {
+        let next = ids.len() as u32;
+        ids.entry(s.subject_label.as_str()).or_insert(next);
+    }
+    let subj =
+        |d: &Dataset| -> Vec<u32> { d.samples.iter().map(|s| ids[s.subject_label.as_str()]).collect() };
+    let (rs, ps) = (subj(references), subj(probes));
+    let shared = rs
+        .iter()
+        .filter(|s| ps.contains(s))
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    anyhow::ensure!(
+        shared >= 2,
+        "the two datasets share {shared} subject label(s); a cross-capture evaluation needs at least two"
+    );
+    let (re, pe) = (
+        Embedded::new(encoder, references)?,
+        Embedded::new(encoder, probes)?,
+    );
+    let app = protector(
+        &application_key(opts.seed, "evaluation"),
+        encoder.config().embedding_dim,
+        opts,
+    )?;
+    let (rb, pb) = (
+        binary_all(&app, &re.embeddings)?,
+        binary_all(&app, &pe.embeddings)?,
+    );
+    let px = |d: &Dataset| -> Vec<Vec<f32>> {
+        d.samples
+            .par_iter()
+            .map(|s| preprocess::to_f32(&s.image))
+            .collect()
+    };
+    let (rp, pp) = (px(references), px(probes));
+    let p = &opts.protocol;
+    let systems = vec![
+        CrossSystem {
+            name: "raw pixels (cosine)".into(),
+            figures: nhm_eval::cross_comparison(&rp, &rs, &pp, &ps, |a, b| cosine(a, b), p)?,
+        },
+        CrossSystem {
+            name: "raw embedding (cosine)".into(),
+            figures: nhm_eval::cross_comparison(
+                &re.embeddings,
+                &rs,
+                &pe.embeddings,
+                &ps,
+                |a, b| dot(a, b),
+                p,
+            )?,
+        },
+        CrossSystem {
+            name: "binary hashmap (Hamming)".into(),
+            figures: nhm_eval::cross_comparison(
+                &rb,
+                &rs,
+                &pb,
+                &ps,
+                |a, b| a.similarity(b).unwrap_or(f64::NAN),
+                p,
+            )?,
+        },
+    ];
+    let doc = json!({ "config": opts.config, "shared_subjects": shared, "systems": systems });
+    std::fs::write(out.join("cross.json"), serde_json::to_vec_pretty(&doc)?)
+        .with_context(|| format!("writing {}", out.join("cross.json").display()))?;
+    Ok(systems)
+}

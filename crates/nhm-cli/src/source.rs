@@ -2,10 +2,11 @@
 //! embedded generator, the default) or `--data PATH` (a dataset folder in any layout that
 //! `nhm dataset inspect` recognises).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use nhm_data::loaders::LoadOptions;
+use nhm_data::input::InputSpec;
+use nhm_data::loaders::{LoadOptions, NamingRule};
 use nhm_data::synth::{SynthConfig, View};
 use nhm_data::Dataset;
 
@@ -40,11 +41,24 @@ pub struct DataArgs {
     /// during training (early stopping) and as the development split that fixes thresholds.
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
-    /// Dataset folders: crop a square of this many source pixels around the print before
-    /// fitting to the model's input. Fingerprint scans at 500 dpi: 144 shows sixteen ridge
-    /// periods, as the synthetic training prints do; without it the whole frame is fitted.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub roi: Option<u32>,
+    /// Dataset folders: the resolution (dpi) of files whose header states none, for models that
+    /// normalise scale; without it such a file's resolution is estimated from its ridge period.
+    #[arg(long, value_parser = parse_dpi)]
+    pub dpi: Option<f32>,
+    /// Dataset folders: describe the file naming yourself (see `nhm dataset inspect --naming`)
+    /// instead of recognising a known layout.
+    #[arg(long, value_parser = crate::cmd::dataset::parse_naming)]
+    pub naming: Option<NamingRule>,
+}
+
+/// Parses a sensor resolution: a number of dots per inch between 100 and 5000.
+pub fn parse_dpi(s: &str) -> std::result::Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && (100.0..=5000.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} dpi is not a sensor resolution (100 to 5000)"))
+    }
 }
 
 /// The three subject-disjoint parts of a dataset.
@@ -78,8 +92,8 @@ impl DataArgs {
                 self.subjects, self.impressions, self.data_seed
             )
         } else {
-            match self.roi {
-                Some(side) => format!("{}:roi{side}", self.data),
+            match self.dpi {
+                Some(dpi) => format!("{}:dpi{dpi}", self.data),
                 None => self.data.clone(),
             }
         }
@@ -110,14 +124,23 @@ impl DataArgs {
         Ok(Splits { train, val, test })
     }
 
-    /// Generates or reads the samples at `size × size`.
-    pub fn load(&self, size: u32) -> Result<Dataset> {
+    /// Generates the samples (at the contract's size: synthetic prints are drawn at the model's
+    /// scale) or reads them under the model's input contract.
+    pub fn load(&self, input: &InputSpec) -> Result<Dataset> {
+        let size = input.size;
         if self.is_synthetic() {
+            // A front end runs on prints at full resolution: draw them at the side the model
+            // views (the region of interest at the model's scale), then prepare them as scans.
+            let side = if input.front_end.is_some() {
+                input.view_side()
+            } else {
+                size
+            };
             let cfg = SynthConfig {
                 seed: self.data_seed,
                 subjects: self.subjects,
                 impressions: self.impressions,
-                size,
+                size: side,
                 view: self.synth_view,
                 variation: nhm_data::synth::Variation {
                     texture: self.synth_texture,
@@ -125,27 +148,43 @@ impl DataArgs {
                 },
             };
             let pb = progress::bar(u64::from(self.subjects) * u64::from(self.impressions), "synth");
-            let ds = cfg
+            let mut ds = cfg
                 .generate_with(&|n| pb.inc(u64::from(n)))
                 .context("generating synthetic fingerprints")?;
             pb.finish_and_clear();
-            Ok(ds)
-        } else {
-            let path = PathBuf::from(&self.data);
-            let opts = LoadOptions {
-                size,
-                roi: self.roi,
-                min_samples_per_subject: 2,
-                ..Default::default()
-            };
-            let sp = progress::spinner("load");
-            let ds = nhm_data::loaders::open(&path, &opts)
-                .with_context(|| format!("reading dataset {}", path.display()))?;
-            sp.finish_and_clear();
-            for p in &ds.problems {
-                tracing::warn!("skipped {}: {}", p.path.display(), p.message);
+            if side != size {
+                use rayon::prelude::*;
+                ds.samples
+                    .par_iter_mut()
+                    .for_each(|s| s.image = input.prepare(&s.image, None));
             }
             Ok(ds)
+        } else {
+            read_folder(&PathBuf::from(&self.data), input, self.dpi, self.naming.clone())
         }
     }
+}
+
+/// Reads a dataset folder under a model's input contract (subjects with fewer than two samples
+/// dropped: they form no mated pair), warning about each skipped file.
+pub fn read_folder(
+    path: &Path,
+    input: &InputSpec,
+    user_dpi: Option<f32>,
+    naming: Option<NamingRule>,
+) -> Result<Dataset> {
+    let opts = LoadOptions {
+        input: input.clone(),
+        user_dpi,
+        min_samples_per_subject: 2,
+        naming,
+    };
+    let sp = progress::spinner("load");
+    let ds = nhm_data::loaders::open(path, &opts)
+        .with_context(|| format!("reading dataset {}", path.display()))?;
+    sp.finish_and_clear();
+    for p in &ds.problems {
+        tracing::warn!("skipped {}: {}", p.path.display(), p.message);
+    }
+    Ok(ds)
 }

@@ -38,6 +38,9 @@ fn quick_demo_then_encode() {
     let o = nhm(&["demo", "--quick", "--out", s(&out)]);
     assert!(o.status.success(), "demo failed: {}", stderr(&o));
     assert!(stdout(&o).contains("verify, genuine"), "{}", stdout(&o));
+    // The shipped model's figures on real scans it never trained on.
+    assert!(stdout(&o).contains("FVC2002 DB1_B: binary EER"), "{}", stdout(&o));
+    assert!(out.join("shipped/fvc2002-DB4_B/report.json").is_file());
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
@@ -249,6 +252,9 @@ fn dataset_inspect_reports_the_real_sets() {
     for (rel, subjects, per) in [
         ("fvc2002/DB1_B", 10, 8),
         ("fvc2002/DB4_B", 10, 8),
+        ("fvc2002/DB1_A", 100, 5),
+        ("neurotech/UareU", 65, 8),
+        ("neurotech/CrossMatch", 51, 8),
         ("orl_faces", 40, 10),
     ] {
         let o = nhm(&["dataset", "inspect", "--json", s(&shared(rel))]);
@@ -273,37 +279,183 @@ fn eval_rejects_an_unknown_protocol_and_a_missing_model() {
 }
 
 #[test]
-fn a_zero_roi_is_refused_by_every_command_that_takes_one() {
+fn bad_scale_flags_are_refused_by_every_command_that_takes_them() {
     let db1 = shared("fvc2002/DB1_B");
-    for args in [
-        vec![
-            "eval",
-            "--model",
-            "/no/such/model",
-            "--data",
-            s(&db1),
+    for (args, needle) in [
+        (
+            vec![
+                "eval",
+                "--model",
+                "/no/such/model",
+                "--data",
+                s(&db1),
+                "--roi",
+                "0",
+            ],
             "--roi",
-            "0",
-        ],
-        vec![
-            "encode", "--model", "m", "--key", "k", "--out", "o", "--roi", "0", "img.png",
-        ],
-        vec!["dataset", "preview", s(&db1), "--out", "p.png", "--roi", "0"],
-        vec![
-            "verify",
-            "--server",
-            "http://127.0.0.1:1",
-            "--token",
-            "t",
-            "--subject",
-            "a",
+        ),
+        (vec!["train", "--roi", "0", "--out", "never"], "--roi"),
+        (
+            vec!["dataset", "preview", s(&db1), "--out", "p.png", "--roi", "0"],
             "--roi",
-            "0",
-            "x.png",
-        ],
+        ),
+        (vec!["train", "--scale-dpi", "72000", "--out", "never"], "72000"),
+        (
+            vec![
+                "encode", "--model", "m", "--key", "k", "--out", "o", "--dpi", "abc", "img.png",
+            ],
+            "abc",
+        ),
+        (vec!["eval", "--model", "m", "--dpi", "20"], "20 dpi"),
+        (
+            vec![
+                "verify",
+                "--server",
+                "http://127.0.0.1:1",
+                "--token",
+                "t",
+                "--subject",
+                "a",
+                "--dpi",
+                "0",
+                "x.png",
+            ],
+            "--dpi",
+        ),
+        (
+            vec!["dataset", "inspect", s(&db1), "--naming", "{finger}_{sample}"],
+            "subject",
+        ),
+        (
+            vec!["train", "--front-end", "sharpen", "--out", "never"],
+            "sharpen",
+        ),
     ] {
         let o = nhm(&args);
         assert!(!o.status.success(), "{args:?}");
-        assert!(stderr(&o).contains("--roi"), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
     }
+}
+
+/// A model trained for scans records its whole input contract: `encode` applies it with no flag,
+/// brings a sample of another resolution to the model's scale, and `eval --probe-data` matches
+/// the same fingers across two sensors.
+#[test]
+fn scan_contract_travels_with_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("scan");
+    let db1 = shared("fvc2002/DB1_B");
+    let o = nhm(&[
+        "train",
+        "--subjects",
+        "12",
+        "--impressions",
+        "4",
+        "--epochs",
+        "1",
+        "--synth-view",
+        "centre",
+        "--roi",
+        "144",
+        "--dpi",
+        "500",
+        "--train-extra",
+        s(&db1),
+        "--out",
+        s(&model),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("extra training data"), "{}", stderr(&o));
+    let header: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(header["input"]["roi"], 144, "{header}");
+    assert_eq!(header["input"]["dpi"], 500.0, "{header}");
+    assert_eq!(header["input"]["modality"], "fingerprint", "{header}");
+
+    // The same print at 500 dpi and resampled to 1000 dpi.
+    let src = db1.join("101_1.tif");
+    let img = image::open(&src).unwrap().to_luma8();
+    let big = image::imageops::resize(
+        &img,
+        img.width() * 2,
+        img.height() * 2,
+        image::imageops::FilterType::Lanczos3,
+    );
+    let big_path = dir.path().join("101_1-1000dpi.png");
+    big.save(&big_path).unwrap();
+    let key = dir.path().join("k.key");
+    assert!(nhm(&["key", "new", "--out", s(&key)]).status.success());
+    let encode = |img: &Path, dpi: &str| -> nhm_template::BinaryHashmap {
+        let out = dir.path().join("one.jsonl");
+        let o = nhm(&[
+            "encode",
+            "--model",
+            s(&model),
+            "--key",
+            s(&key),
+            "--dpi",
+            dpi,
+            "--out",
+            s(&out),
+            s(img),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let line = std::fs::read_to_string(&out).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+        match nhm_template::Hashmap::from_base64(v["template"].as_str().unwrap()).unwrap() {
+            nhm_template::Hashmap::Binary(b) => b,
+            other => panic!("binary hashmap expected, got {:?}", other.kind()),
+        }
+    };
+    let at500 = encode(&src, "500");
+    let scaled = encode(&big_path, "1000");
+    let unscaled = encode(&big_path, "500");
+    let (same, wrong) = (
+        at500.similarity(&scaled).unwrap(),
+        at500.similarity(&unscaled).unwrap(),
+    );
+    assert!(
+        same > 0.9,
+        "the rescaled sample's hashmap differs: similarity {same}"
+    );
+    assert!(
+        same > wrong,
+        "scale normalisation did not help: {same} vs {wrong}"
+    );
+
+    // The same fingers on two sensors.
+    let cross = dir.path().join("cross");
+    let o = nhm(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&shared("neurotech/UareU")),
+        "--probe-data",
+        s(&shared("neurotech/CrossMatch")),
+        "--dpi",
+        "500",
+        "--out",
+        s(&cross),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cross.join("cross.json")).unwrap()).unwrap();
+    assert_eq!(v["shared_subjects"], 39);
+    let bin = &v["systems"][2]["figures"];
+    assert_eq!(bin["genuine_pairs"], 39 * 8 * 8);
+    // Two sets with no finger in common: refused, naming why.
+    let o = nhm(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&db1),
+        "--probe-data",
+        s(&shared("neurotech/UareU")),
+        "--out",
+        s(&cross),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("share 0 subject label"), "{}", stderr(&o));
 }

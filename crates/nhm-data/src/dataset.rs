@@ -23,6 +23,11 @@ pub struct Sample {
     pub original_size: (u32, u32),
     /// The file it was read from; `None` for samples generated in memory.
     pub source: Option<PathBuf>,
+    /// The resolution, in dots per inch, the sample was read at when the model's input contract
+    /// normalises scale: the file header's ([`crate::loaders::image_dpi`], which leaves out
+    /// implausible values such as a converter's 72 dpi), the user's, or the ridge-period estimate
+    /// ([`crate::input::Resolution`]). `None` for synthetic samples and scale-free contracts.
+    pub dpi: Option<f32>,
 }
 
 /// The on-disk layouts this crate recognises.
@@ -31,14 +36,19 @@ pub struct Sample {
 pub enum Layout {
     /// Generated in memory by [`crate::synth`].
     Synthetic,
-    /// FVC: `{finger}_{impression}.{tif,bmp,png}` in one folder.
+    /// FVC: `{finger}_{impression}.{tif,jpg,png,...}` in one folder (`101_1.tif`, `001_1.jpg`).
     Fvc,
+    /// Neurotechnology sample databases: `{person}_{finger}_{scan}.png` in one folder, one
+    /// identity per person and finger, labelled `{person}_{finger}` as the files spell it.
+    PersonFingerScan,
     /// SOCOFing: `{subject}__{M|F}_{Left|Right}_{finger}_finger[_Alteration].BMP`, one identity per finger.
     Socofing,
     /// AT&T/ORL faces: `s{N}/{k}.pgm`.
     Orl,
     /// Any layout with one sub-folder per identity holding that identity's images.
     FolderPerIdentity,
+    /// File names read by a user-given [`crate::loaders::NamingRule`] (never detected).
+    Custom,
 }
 
 /// Something found wrong while reading a dataset that did not stop the read: the file was skipped.
@@ -130,6 +140,21 @@ impl Dataset {
         let (a, b) = ids.split_at(cut.min(ids.len()));
         (self.select_subjects(a), self.select_subjects(b))
     }
+
+    /// Appends the subjects of `other` after this dataset's, as new subjects (renumbered densely,
+    /// labels prefixed with `prefix/` so that two sources' `101` stay apart): training on several
+    /// sources at once. The layout and root stay this dataset's; problems are kept from both.
+    pub fn append_subjects(&mut self, other: &Dataset, prefix: &str) {
+        let offset = self.subjects.len() as u32;
+        self.subjects
+            .extend(other.subjects.iter().map(|l| format!("{prefix}/{l}")));
+        self.samples.extend(other.samples.iter().map(|s| Sample {
+            subject: s.subject + offset,
+            subject_label: format!("{prefix}/{}", s.subject_label),
+            ..s.clone()
+        }));
+        self.problems.extend(other.problems.iter().cloned());
+    }
 }
 
 #[cfg(test)]
@@ -147,6 +172,7 @@ mod tests {
                     image: GrayImage::new(4, 4),
                     original_size: (4, 4),
                     source: None,
+                    dpi: None,
                 });
             }
         }
@@ -178,5 +204,15 @@ mod tests {
         let (a, b) = d.split_subjects(0.6, None);
         assert_eq!(a.subjects, vec!["0", "1", "2"]);
         assert_eq!(b.subjects, vec!["3", "4"]);
+    }
+
+    #[test]
+    fn appended_subjects_stay_apart() {
+        let mut a = toy(3, 2);
+        a.append_subjects(&toy(2, 4), "real");
+        assert_eq!(a.n_subjects(), 5);
+        assert_eq!(a.samples_per_subject(), vec![2, 2, 2, 4, 4]);
+        assert_eq!(a.subjects[3], "real/0");
+        assert!(a.samples_of(4).all(|s| s.subject_label == "real/1"));
     }
 }

@@ -58,6 +58,14 @@ pub enum Error {
         #[source]
         source: image::ImageError,
     },
+    /// A user-given naming rule ([`crate::loaders::NamingRule`]) cannot be parsed.
+    #[error("invalid naming rule {rule:?}: {reason}")]
+    InvalidNaming {
+        /// The rule as given.
+        rule: String,
+        /// What is wrong with it (no `{subject}`, an unbalanced brace, a bad regular expression, ...).
+        reason: String,
+    },
     /// A parameter is out of its valid range.
     #[error("invalid parameter {name}: {reason}")]
     InvalidParameter {

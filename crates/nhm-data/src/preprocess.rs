@@ -142,20 +142,25 @@ pub fn prepare(img: &GrayImage, size: u32, policy: Fit, roi: Option<u32>) -> Gra
 /// 374-px frame would shrink them below what the input can resolve. Centring on the ridges rather
 /// than the frame keeps an off-centre finger in view.
 pub fn crop_to_print(img: &GrayImage, side: u32) -> GrayImage {
+    crop_around(img, print_centre(img), side)
+}
+
+/// Cuts a `side × side` square centred on `(cx, cy)`, moved inward so that it stays inside the
+/// image; a side larger than the image is cut to its short side.
+pub fn crop_around(img: &GrayImage, (cx, cy): (f32, f32), side: u32) -> GrayImage {
     let (w, h) = img.dimensions();
     let side = side.min(w).min(h);
     if side == 0 {
         return GrayImage::new(0, 0);
     }
-    let (cx, cy) = print_centre(img);
     let x0 = (cx - side as f32 / 2.0).round().clamp(0.0, (w - side) as f32) as u32;
     let y0 = (cy - side as f32 / 2.0).round().clamp(0.0, (h - side) as f32) as u32;
     imageops::crop_imm(img, x0, y0, side, side).to_image()
 }
 
-/// Centroid of the blocks whose grey-level spread is above the mean block spread (ridges, not
+/// The centre [`crop_to_print`] uses: the centroid of the blocks whose grey-level spread is above the mean block spread (ridges, not
 /// the flat background); the image centre when nothing stands out.
-fn print_centre(img: &GrayImage) -> (f32, f32) {
+pub fn print_centre(img: &GrayImage) -> (f32, f32) {
     const BLOCK: u32 = 12;
     let (w, h) = img.dimensions();
     let mut blocks = vec![];

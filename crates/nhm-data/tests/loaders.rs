@@ -4,7 +4,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use nhm_data::loaders::{self, decode_bytes, detect_layout, inspect, load_image, open, open_as, LoadOptions};
+use nhm_data::input::InputSpec;
+use nhm_data::loaders::{
+    self, decode_bytes, detect_layout, image_dpi, inspect, inspect_as, inspect_named, load_image, open,
+    open_as, LoadOptions, NamingRule,
+};
 use nhm_data::preprocess::Fit;
 use nhm_data::{Dataset, Error, GrayImage, Layout};
 use proptest::prelude::*;
@@ -16,6 +20,18 @@ fn shared(rel: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")).join(rel)
 }
 
+/// The shared data folder `rel`, or `None` (with a note on stdout) when this checkout has no
+/// `../shared/data` beside it: the test then checks nothing.
+fn shared_or_skip(rel: &str) -> Option<PathBuf> {
+    let p = shared(rel);
+    if p.is_dir() {
+        Some(p)
+    } else {
+        println!("skipped: {} is absent", p.display());
+        None
+    }
+}
+
 /// A small image whose pixels depend on `seed`, so files differ.
 fn img(w: u32, h: u32, seed: u32) -> GrayImage {
     GrayImage::from_fn(w, h, |x, y| {
@@ -23,13 +39,19 @@ fn img(w: u32, h: u32, seed: u32) -> GrayImage {
     })
 }
 
-/// Writes an image in the format its extension names, creating parent folders.
+/// Writes an image in the format its extension names, creating parent folders (GIF as RGB:
+/// its encoder takes no grey).
 fn write(root: &Path, rel: &str, w: u32, h: u32, seed: u32) -> PathBuf {
     let p = root.join(rel);
     if let Some(d) = p.parent() {
         fs::create_dir_all(d).unwrap();
     }
-    img(w, h, seed).save(&p).unwrap();
+    let g = image::DynamicImage::ImageLuma8(img(w, h, seed));
+    if rel.to_ascii_lowercase().ends_with(".gif") {
+        g.to_rgb8().save(&p).unwrap();
+    } else {
+        g.save(&p).unwrap();
+    }
     p
 }
 
@@ -45,7 +67,12 @@ fn write_bytes(root: &Path, rel: &str, bytes: &[u8]) -> PathBuf {
 /// The bytes of a valid image in `format`, to truncate.
 fn encoded(format: image::ImageFormat, w: u32, h: u32) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
-    img(w, h, 1).write_to(&mut out, format).unwrap();
+    let g = image::DynamicImage::ImageLuma8(img(w, h, 1));
+    if format == image::ImageFormat::Gif {
+        g.to_rgb8().write_to(&mut out, format).unwrap();
+    } else {
+        g.write_to(&mut out, format).unwrap();
+    }
     out.into_inner()
 }
 
@@ -128,10 +155,13 @@ fn orl_faces_are_40_subjects_by_10_in_natural_order() {
     let d = open(
         &root,
         &LoadOptions {
-            size: 64,
-            fit: Fit::Pad,
+            input: InputSpec {
+                fit: Fit::Pad,
+                ..InputSpec::plain(64)
+            },
             min_samples_per_subject: 2,
-            roi: None,
+            user_dpi: None,
+            naming: None,
         },
     )
     .unwrap();
@@ -167,6 +197,23 @@ fn inspect_real_folders() {
     assert_eq!(json["layout"], "fvc");
     assert_eq!(json["image_sizes"]["388x374"], 80);
     assert_eq!(json["samples_per_subject"]["8"], 10);
+    // What the layout understood, for the first file of the first and of the last finger.
+    assert_eq!(i.naming, None);
+    let ex: Vec<(&str, &str, Option<&str>)> = i
+        .examples
+        .iter()
+        .map(|e| (e.file.as_str(), e.identity.as_str(), e.sample.as_deref()))
+        .collect();
+    assert_eq!(
+        ex,
+        vec![("101_1.tif", "101", Some("1")), ("110_1.tif", "110", Some("1"))]
+    );
+    assert_eq!(json["examples"][1]["identity"], "110");
+    assert!(
+        text.contains("example      101_1.tif -> identity 101, sample 1"),
+        "{text}"
+    );
+    assert_eq!(i.dpi, BTreeMap::from([("none".to_string(), 80)]));
 
     let o = inspect(&shared("orl_faces")).unwrap();
     assert_eq!((o.layout, o.subjects, o.samples), (Layout::Orl, 40, 400));
@@ -242,14 +289,7 @@ fn folder_per_identity_takes_any_subfolder_and_any_image() {
     write_bytes(r, "notes.txt", b"about this set");
 
     assert_eq!(detect_layout(r).unwrap(), Layout::FolderPerIdentity);
-    let d = open(
-        r,
-        &LoadOptions {
-            size: 32,
-            ..LoadOptions::default()
-        },
-    )
-    .unwrap();
+    let d = open(r, &LoadOptions::at_size(32)).unwrap();
     assert_eq!(d.subjects, vec!["alice", "bob"]);
     assert_eq!(file_names(&d, 0), vec!["img9.tif", "img10.png", "img1.pgm"]);
     assert_eq!(file_names(&d, 1), vec!["a.bmp", "b.png"]);
@@ -415,6 +455,7 @@ fn unsupported_files_are_reported_and_known_extras_ignored() {
         }
     }
     let jpg = write_bytes(r, "s1/3.jpg", b"\xff\xd8\xff\xe0 not really a jpeg");
+    let avif = write_bytes(r, "s1/4.avif", b"\0\0\0\x1cftypavif");
     let xyz = write_bytes(r, "s2/3.xyz", b"?");
     let bare = write_bytes(r, "s2/data", b"?");
     for quiet in [
@@ -429,11 +470,12 @@ fn unsupported_files_are_reported_and_known_extras_ignored() {
     }
     let d = open(r, &LoadOptions::default()).unwrap();
     assert_eq!(d.samples_per_subject(), vec![2, 2]);
-    // The .jpg is skipped whether or not some other crate compiled a JPEG decoder in.
-    assert!(d.problems.iter().any(|p| p.path == jpg));
+    // A JPEG is an image now: a broken one is a decode problem, not an unsupported type.
+    assert!(has_problem(&d.problems, &jpg, "cannot decode image"));
+    assert!(has_problem(&d.problems, &avif, "unsupported image format Avif"));
     assert!(has_problem(&d.problems, &xyz, "unknown file type"));
     assert!(has_problem(&d.problems, &bare, "no file extension"));
-    assert_eq!(d.problems.len(), 3, "{:?}", d.problems);
+    assert_eq!(d.problems.len(), 4, "{:?}", d.problems);
 }
 
 #[test]
@@ -519,7 +561,10 @@ fn unknown_layout_and_bad_parameters_are_errors() {
         open(
             &fvc,
             &LoadOptions {
-                roi: Some(0),
+                input: InputSpec {
+                    roi: Some(0),
+                    ..InputSpec::plain(96)
+                },
                 ..LoadOptions::default()
             }
         ),
@@ -527,13 +572,7 @@ fn unknown_layout_and_bad_parameters_are_errors() {
     ));
     let fvc = shared("fvc2002/DB1_B");
     assert!(matches!(
-        open(
-            &fvc,
-            &LoadOptions {
-                size: 0,
-                ..LoadOptions::default()
-            }
-        ),
+        open(&fvc, &LoadOptions::at_size(0)),
         Err(Error::InvalidParameter { name: "size", .. })
     ));
     assert!(loaders::parse_layout("nonsense").is_err());
@@ -605,19 +644,14 @@ fn lanczos_keeps_more_ridge_contrast_on_real_scans() {
 #[test]
 fn roi_crops_around_the_print_before_fitting() {
     let root = shared("fvc2002/DB1_B");
-    let whole = open(
-        &root,
-        &LoadOptions {
-            size: 64,
-            ..LoadOptions::default()
-        },
-    )
-    .unwrap();
+    let whole = open(&root, &LoadOptions::at_size(64)).unwrap();
     let roi = open(
         &root,
         &LoadOptions {
-            size: 64,
-            roi: Some(144),
+            input: InputSpec {
+                roi: Some(144),
+                ..InputSpec::plain(64)
+            },
             ..LoadOptions::default()
         },
     )
@@ -651,4 +685,333 @@ fn roi_crops_around_the_print_before_fitting() {
         b > a + 0.1,
         "share of ridge blocks: whole frame {a:.3}, roi {b:.3}"
     );
+}
+
+// ---- JPEG, GIF, WebP; zero-padded FVC; Neurotechnology; naming rules; resolution ----
+
+#[test]
+fn jpeg_gif_and_webp_folders_decode() {
+    let t = TempDir::new().unwrap();
+    let r = t.path();
+    for f in 1..=2 {
+        for (k, ext) in [(1, "jpg"), (2, "JPEG"), (3, "gif"), (4, "webp")] {
+            write(r, &format!("{f:03}_{k}.{ext}"), 40, 30, f * 10 + k);
+        }
+    }
+    assert_eq!(detect_layout(r).unwrap(), Layout::Fvc);
+    let d = open(r, &LoadOptions::default()).unwrap();
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+    assert_eq!(d.subjects, vec!["001", "002"]);
+    assert_eq!(
+        file_names(&d, 0),
+        vec!["001_1.jpg", "001_2.JPEG", "001_3.gif", "001_4.webp"]
+    );
+    assert!(d.samples.iter().all(|s| s.original_size == (40, 30)));
+    // Lossless formats give the pixels back; JPEG comes close.
+    let g = load_image(&r.join("002_4.webp")).unwrap();
+    assert_eq!(g, img(40, 30, 24));
+    let j = load_image(&r.join("002_1.jpg")).unwrap();
+    let diff = j
+        .as_raw()
+        .iter()
+        .zip(img(40, 30, 21).as_raw())
+        .map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs())
+        .sum::<i32>() as f64
+        / 1200.0;
+    assert!(diff < 40.0, "mean JPEG error {diff}");
+    check_dense(&d);
+    // Truncated files of the new formats are problems, not panics.
+    let jpg = encoded(image::ImageFormat::Jpeg, 40, 30);
+    let gif = encoded(image::ImageFormat::Gif, 40, 30);
+    let webp = encoded(image::ImageFormat::WebP, 40, 30);
+    let bad = [
+        write_bytes(r, "003_1.jpg", &jpg[..jpg.len() / 3]),
+        write_bytes(r, "003_2.gif", &gif[..gif.len() / 2]),
+        write_bytes(r, "003_3.webp", &webp[..webp.len() / 2]),
+    ];
+    let d = open(r, &LoadOptions::default()).unwrap();
+    for p in &bad {
+        assert!(
+            has_problem(&d.problems, p, "cannot decode image"),
+            "{p:?}: {:?}",
+            d.problems
+        );
+        assert!(matches!(load_image(p), Err(Error::Decode { .. })), "{p:?}");
+    }
+    assert_eq!(d.n_subjects(), 2);
+}
+
+#[test]
+fn fvc2002_db1_a_zero_padded_jpegs_are_100_fingers_by_5() {
+    let Some(root) = shared_or_skip("fvc2002/DB1_A") else {
+        return;
+    };
+    assert_eq!(detect_layout(&root).unwrap(), Layout::Fvc);
+    let d = open(&root, &LoadOptions::default()).unwrap();
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+    assert_eq!(d.n_subjects(), 100);
+    assert_eq!(d.samples_per_subject(), vec![5; 100]);
+    assert_eq!(
+        d.subjects,
+        (1..=100).map(|n| format!("{n:03}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        file_names(&d, 9),
+        (1..=5).map(|i| format!("010_{i}.jpg")).collect::<Vec<_>>()
+    );
+    assert!(d
+        .samples
+        .iter()
+        .all(|s| s.original_size == (388, 374) && s.image.dimensions() == (96, 96)));
+    check_dense(&d);
+    // The JFIF header states only an aspect ratio: no resolution.
+    assert!(d.samples.iter().all(|s| s.dpi.is_none()));
+    let (lo, hi) = d.samples[0]
+        .image
+        .as_raw()
+        .iter()
+        .fold((255u8, 0u8), |(l, h), &p| (l.min(p), h.max(p)));
+    assert!(hi - lo > 100, "contrast {lo}..{hi}");
+}
+
+fn neurotech(sensor: &str, identities: usize) -> Option<Dataset> {
+    let root = shared_or_skip(&format!("neurotech/{sensor}"))?;
+    assert_eq!(detect_layout(&root).unwrap(), Layout::PersonFingerScan);
+    let d = open(&root, &LoadOptions::at_size(48)).unwrap();
+    assert_eq!(d.layout, Layout::PersonFingerScan);
+    // readme.txt is documentation: ignored without a word.
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+    assert_eq!(d.n_subjects(), identities);
+    assert_eq!(d.samples_per_subject(), vec![8; identities]);
+    check_dense(&d);
+    Some(d)
+}
+
+#[test]
+fn neurotech_folders_share_person_finger_labels_across_sensors() {
+    let (Some(u), Some(c)) = (neurotech("UareU", 65), neurotech("CrossMatch", 51)) else {
+        return;
+    };
+    // Person 012 before 013, finger 2 before 10; scans in number order.
+    assert_eq!(&u.subjects[..3], &["012_1", "012_2", "012_3"]);
+    assert_eq!(u.subjects[9], "012_10");
+    assert_eq!(
+        file_names(&u, 0),
+        (1..=8).map(|i| format!("012_1_{i}.png")).collect::<Vec<_>>()
+    );
+    assert!(u.samples.iter().all(|s| s.original_size == (326, 357)));
+    assert!(c.samples.iter().all(|s| s.original_size == (504, 480)));
+    let both: Vec<&String> = u.subjects.iter().filter(|l| c.subjects.contains(l)).collect();
+    assert_eq!(both.len(), 39, "{both:?}");
+    assert!(both.contains(&&"012_3".to_string()));
+    // The same finger on both sensors, paired by label.
+    let uk = u.subjects.iter().position(|l| l == "027_5").unwrap() as u32;
+    let ck = c.subjects.iter().position(|l| l == "027_5").unwrap() as u32;
+    assert_eq!(u.samples_of(uk).count(), c.samples_of(ck).count());
+
+    // A naming rule that spells out the same layout reads the same identities.
+    let rule = NamingRule::parse("{subject}_{finger}_{sample}").unwrap();
+    let i = inspect_named(&shared("neurotech/CrossMatch"), &rule).unwrap();
+    assert_eq!(i.subject_labels, c.subjects);
+    assert_eq!(i.layout, Layout::Custom);
+}
+
+#[test]
+fn naming_rules_read_unknown_layouts() {
+    let t = TempDir::new().unwrap();
+    let r = t.path();
+    let mut seed = 0;
+    let mut w = |rel: &str| {
+        seed += 1;
+        write(r, rel, 20, 24, seed)
+    };
+    for p in ["anna", "bo"] {
+        for hand in ["L", "R"] {
+            for k in [1, 2, 10] {
+                w(&format!("scans/{p}-{hand}-x{k}.png"));
+            }
+        }
+    }
+    let odd = w("scans/anna_L_3.png");
+    // Detection sees one folder of images: a single identity, which is wrong.
+    assert_eq!(detect_layout(r).unwrap(), Layout::FolderPerIdentity);
+    let rule = NamingRule::parse("scans/{subject}-{hand}-x{sample}").unwrap();
+    let opts = LoadOptions {
+        naming: Some(rule.clone()),
+        ..LoadOptions::default()
+    };
+    let d = open(r, &opts).unwrap();
+    assert_eq!(d.layout, Layout::Custom);
+    assert_eq!(d.subjects, vec!["anna_L", "anna_R", "bo_L", "bo_R"]);
+    // Samples in number order, not name order.
+    assert_eq!(
+        file_names(&d, 0),
+        vec!["anna-L-x1.png", "anna-L-x2.png", "anna-L-x10.png"]
+    );
+    check_dense(&d);
+    assert!(has_problem(
+        &d.problems,
+        &odd,
+        "path does not fit the naming rule scans/{subject}-{hand}-x{sample}"
+    ));
+    assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
+    // open_as with the custom layout is the same; a regex reads the same identities.
+    let same = open_as(r, Layout::Custom, &opts).unwrap();
+    assert_eq!(same.subjects, d.subjects);
+    let re =
+        NamingRule::parse(r"re:^scans/(?P<subject>[a-z]+)-(?P<hand>[LR])-x(?P<sample>\d+)\.png$").unwrap();
+    let d2 = open(
+        r,
+        &LoadOptions {
+            naming: Some(re),
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(d2.subjects, d.subjects);
+
+    // Inspection names the rule and what it read from a couple of files.
+    let i = inspect_named(r, &rule).unwrap();
+    assert_eq!(i.naming.as_deref(), Some(rule.as_str()));
+    assert_eq!(i.examples.len(), 2);
+    assert_eq!(i.examples[0].file, "scans/anna-L-x1.png");
+    assert_eq!(i.examples[1].identity, "bo_R");
+    let json = serde_json::to_value(&i).unwrap();
+    assert_eq!(json["layout"], "custom");
+    assert_eq!(json["examples"][0]["fields"][1]["name"], "hand");
+    assert_eq!(json["examples"][0]["fields"][1]["value"], "L");
+    assert_eq!(json["examples"][0]["sample"], "1");
+    let text = i.to_string();
+    assert!(
+        text.contains("naming       scans/{subject}-{hand}-x{sample}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("identity anna_L, sample 1 (subject=anna hand=L sample=1)"),
+        "{text}"
+    );
+
+    // A rule that fits nothing leaves nothing to read, and says which rule.
+    let none = NamingRule::parse("{subject}#{sample}").unwrap();
+    match inspect_named(r, &none) {
+        Err(Error::Empty { reason, .. }) => assert!(reason.contains("{subject}#{sample}"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn custom_layout_without_a_rule_or_with_another_layout_is_an_error() {
+    let t = TempDir::new().unwrap();
+    write(t.path(), "1_1.png", 8, 8, 1);
+    assert!(matches!(
+        open_as(t.path(), Layout::Custom, &LoadOptions::default()),
+        Err(Error::InvalidParameter { name: "naming", .. })
+    ));
+    assert!(matches!(
+        inspect_as(t.path(), Layout::Custom),
+        Err(Error::InvalidParameter { name: "naming", .. })
+    ));
+    let opts = LoadOptions {
+        naming: Some(NamingRule::parse("{subject}_{sample}").unwrap()),
+        ..LoadOptions::default()
+    };
+    match open_as(t.path(), Layout::Fvc, &opts) {
+        Err(Error::InvalidParameter {
+            name: "naming",
+            reason,
+        }) => {
+            assert!(reason.contains("fvc"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        NamingRule::parse("{sample}"),
+        Err(Error::InvalidNaming { .. })
+    ));
+    assert_eq!(
+        loaders::parse_layout("neurotech").unwrap(),
+        Layout::PersonFingerScan
+    );
+    assert_eq!(
+        loaders::parse_layout("person-finger-scan").unwrap(),
+        Layout::PersonFingerScan
+    );
+    assert_eq!(loaders::parse_layout("custom").unwrap(), Layout::Custom);
+}
+
+#[test]
+fn header_resolutions_reach_samples() {
+    let t = TempDir::new().unwrap();
+    let r = t.path();
+    // A PNG written with a 500 dpi pHYs chunk (19685 px/m), and one with a converter's 72 dpi.
+    let with_phys = |ppm: u32| {
+        let png = encoded(image::ImageFormat::Png, 20, 20);
+        let mut out = png[..33].to_vec();
+        let mut chunk = b"pHYs".to_vec();
+        chunk.extend(ppm.to_be_bytes());
+        chunk.extend(ppm.to_be_bytes());
+        chunk.push(1);
+        out.extend(9u32.to_be_bytes());
+        out.extend(&chunk);
+        out.extend(crc32(&chunk).to_be_bytes());
+        out.extend(&png[33..]);
+        out
+    };
+    let a = write_bytes(r, "1_1.png", &with_phys(19685));
+    let b = write_bytes(r, "1_2.png", &with_phys(2835));
+    assert!((image_dpi(&a).unwrap() - 500.0).abs() < 0.5);
+    assert_eq!(image_dpi(&b), None);
+    let d = open(r, &LoadOptions::default()).unwrap();
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+    assert_eq!(d.samples[0].dpi, Some(image_dpi(&a).unwrap()));
+    assert_eq!(d.samples[1].dpi, None);
+    let i = inspect(r).unwrap();
+    assert_eq!(
+        i.dpi,
+        BTreeMap::from([("500".to_string(), 1), ("none".to_string(), 1)])
+    );
+    assert!(i.to_string().contains("dpi          500 (1), none (1)"), "{i}");
+}
+
+/// The CRC-32 of PNG chunks (ISO 3309), bit by bit: small and slow, for tests.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+#[test]
+fn shipped_files_report_their_resolution() {
+    for (folder, file) in [
+        ("fvc2002/DB1_A", "001_1.jpg"),
+        ("fvc2002/DB1_B", "101_1.tif"),
+        ("fvc2002/DB4_B", "101_1.tif"),
+        ("neurotech/UareU", "012_1_1.png"),
+        ("neurotech/CrossMatch", "012_3_1.png"),
+        ("orl_faces", "s1/1.pgm"),
+        ("extended_yale_b", "yaleB01/yaleB01_P00A+000E+00.png"),
+    ] {
+        let Some(root) = shared_or_skip(folder) else {
+            continue;
+        };
+        let p = root.join(file);
+        if !p.is_file() {
+            println!("{folder}/{file}: absent");
+            continue;
+        }
+        let dpi = image_dpi(&p);
+        println!("{folder}/{file}: {dpi:?} dpi");
+        if let Some(d) = dpi {
+            assert!((250.0..=5000.0).contains(&d), "{folder}: {d}");
+        }
+    }
 }

@@ -35,8 +35,8 @@ pub use error::{Error, Result};
 pub use metrics::{Eer, ScoreSet};
 pub use plot::{plot_det, plot_score_distributions, plot_unlinkability};
 pub use protocol::{
-    evaluate, identification, verification_scores, Comparisons, FnmrAt, Fusion, Protocol, RankAt,
-    RecognitionFigures, ScoreRecord,
+    cross_comparison, evaluate, identification, verification_scores, Comparisons, CrossFigures, FnmrAt,
+    Fusion, Protocol, RankAt, RecognitionFigures, ScoreRecord,
 };
 pub use report::{Report, SystemResult};
 pub use scorefile::{read_bob4, read_csv, write_bob4, write_csv};

@@ -396,3 +396,81 @@ pub fn evaluate<T: Sync>(
     figures.identification = identification(items, subject, sample, &score, p)?;
     Ok((figures, comparisons))
 }
+
+/// Figures of a cross-capture comparison: references from one capture (a sensor, a session),
+/// probes from another, matched by subject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrossFigures {
+    /// Verification figures over every (reference, probe) pair.
+    pub verification: RecognitionFigures,
+    /// Mated pairs compared (same subject, one template from each side).
+    pub genuine_pairs: usize,
+    /// Non-mated pairs compared.
+    pub impostor_pairs: usize,
+    /// Closed-set rank-1: each probe against every subject's references (best score fused),
+    /// over the subjects present on both sides.
+    pub rank1: f64,
+    /// Probes ranked.
+    pub probes: usize,
+}
+
+/// Compares every reference template with every probe template: mated when their subjects agree.
+/// Only subjects present on both sides take part (the others could only add impostors of another
+/// population). Measures, for example, the same fingers scanned on two sensors.
+///
+/// # Errors
+/// [`Error::NoScores`] when no subject is on both sides, [`Error::NonFiniteScore`] for a NaN score.
+pub fn cross_comparison<T: Sync>(
+    references: &[T],
+    reference_subject: &[u32],
+    probes: &[T],
+    probe_subject: &[u32],
+    score: impl Fn(&T, &T) -> f64 + Sync,
+    p: &Protocol,
+) -> Result<CrossFigures> {
+    check_targets(&p.fmr_targets)?;
+    let on_ref: HashSet<u32> = reference_subject.iter().copied().collect();
+    let on_probe: HashSet<u32> = probe_subject.iter().copied().collect();
+    let refs: Vec<usize> = (0..references.len().min(reference_subject.len()))
+        .filter(|&i| on_probe.contains(&reference_subject[i]))
+        .collect();
+    let probe_ids: Vec<usize> = (0..probes.len().min(probe_subject.len()))
+        .filter(|&j| on_ref.contains(&probe_subject[j]))
+        .collect();
+    let rows: Vec<Vec<f64>> = probe_ids
+        .par_iter()
+        .map(|&j| refs.iter().map(|&i| score(&references[i], &probes[j])).collect())
+        .collect();
+    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
+    let mut hits = 0usize;
+    for (row, &j) in rows.iter().zip(&probe_ids) {
+        let mut best: HashMap<u32, f64> = HashMap::new();
+        for (&s, &i) in row.iter().zip(&refs) {
+            if !s.is_finite() {
+                return Err(Error::NonFiniteScore { index: i, value: s });
+            }
+            let subject = reference_subject[i];
+            if subject == probe_subject[j] {
+                genuine.push(s);
+            } else {
+                impostor.push(s);
+            }
+            let e = best.entry(subject).or_insert(f64::NEG_INFINITY);
+            *e = e.max(s);
+        }
+        let mine = best.get(&probe_subject[j]).copied().unwrap_or(f64::NEG_INFINITY);
+        if best.iter().all(|(&s, &v)| s == probe_subject[j] || v < mine) {
+            hits += 1;
+        }
+    }
+    let (genuine_pairs, impostor_pairs) = (genuine.len(), impostor.len());
+    let scores = ScoreSet::new(genuine, impostor)?;
+    let verification = RecognitionFigures::from_scores(&scores, &p.fmr_targets, p.det_points)?;
+    Ok(CrossFigures {
+        verification,
+        genuine_pairs,
+        impostor_pairs,
+        rank1: hits as f64 / probe_ids.len().max(1) as f64,
+        probes: probe_ids.len(),
+    })
+}

@@ -509,3 +509,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn cross_comparison_pairs_only_shared_subjects_across_sides() {
+    use nhm_eval::protocol::{cross_comparison, Protocol};
+    // Side A: subjects 0, 1, 2 (two templates each); side B: subjects 1, 2, 9 (one each).
+    let a = [0.0, 0.1, 1.0, 1.1, 2.0, 2.1];
+    let a_subj = [0, 0, 1, 1, 2, 2];
+    let b = [1.05, 2.05, 9.0];
+    let b_subj = [1, 2, 9];
+    let score = |x: &f64, y: &f64| -(x - y).abs();
+    let f = cross_comparison(&a, &a_subj, &b, &b_subj, score, &Protocol::default()).unwrap();
+    // Only subjects 1 and 2 take part: 2 probes x 4 references.
+    assert_eq!(f.probes, 2);
+    assert_eq!(f.genuine_pairs, 4);
+    assert_eq!(f.impostor_pairs, 4);
+    assert_eq!(f.rank1, 1.0);
+    assert_eq!(f.verification.eer, 0.0);
+    // A probe closer to another subject is a rank-1 miss.
+    let f = cross_comparison(&a, &a_subj, &[2.0], &[1], score, &Protocol::default()).unwrap();
+    assert_eq!(f.rank1, 0.0);
+    // No shared subject: no genuine score, a clear error.
+    assert!(cross_comparison(&a, &a_subj, &[5.0], &[7], score, &Protocol::default()).is_err());
+    // A NaN score is refused.
+    assert!(cross_comparison(&a, &a_subj, &b, &b_subj, |_, _| f64::NAN, &Protocol::default()).is_err());
+}

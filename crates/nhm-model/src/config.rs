@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use nhm_data::input::InputSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -305,6 +306,10 @@ pub struct TrainConfig {
     /// instead of a random initialisation: fine-tuning a model pre-trained on synthetic prints,
     /// or continuing a finished run with a new schedule. Recorded in the checkpoint's header.
     pub init: Option<PathBuf>,
+    /// The input contract the training images were prepared under (scale, region, fit): recorded
+    /// in every checkpoint so that evaluation and clients prepare images alike. `None`: the whole
+    /// frame fitted to the encoder's input size.
+    pub input: Option<InputSpec>,
 }
 
 impl Default for TrainConfig {
@@ -326,6 +331,7 @@ impl Default for TrainConfig {
             seed: 0,
             max_val_impostor_pairs: 100_000,
             init: None,
+            input: None,
         }
     }
 }

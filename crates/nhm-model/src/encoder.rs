@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use burn::store::{ApplyError, ApplyResult, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor, TensorData};
+use nhm_data::input::InputSpec;
 use nhm_data::GrayImage;
 use serde::{Deserialize, Serialize};
 
@@ -95,6 +96,9 @@ fn git_revision() -> Option<String> {
 struct HeaderFile {
     format: String,
     encoder: EncoderConfig,
+    /// The input contract; absent in checkpoints written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input: Option<InputSpec>,
     meta: CheckpointMeta,
 }
 
@@ -102,6 +106,7 @@ struct HeaderFile {
 #[derive(Debug, Clone)]
 pub struct Encoder {
     cfg: EncoderConfig,
+    input: InputSpec,
     net: EncoderNet,
     device: Device,
 }
@@ -114,6 +119,7 @@ impl Encoder {
         let net = EncoderNet::new(cfg, seed, &device);
         Ok(Encoder {
             cfg: cfg.clone(),
+            input: InputSpec::plain(cfg.input_size as u32),
             net,
             device,
         })
@@ -122,6 +128,7 @@ impl Encoder {
     /// Wraps a network (moved to the inference device by the caller).
     pub(crate) fn from_net(cfg: EncoderConfig, net: EncoderNet) -> Self {
         Encoder {
+            input: InputSpec::plain(cfg.input_size as u32),
             cfg,
             net,
             device: compute_device(),
@@ -131,6 +138,19 @@ impl Encoder {
     /// The architecture.
     pub fn config(&self) -> &EncoderConfig {
         &self.cfg
+    }
+
+    /// The input contract: how a decoded image becomes what this encoder reads.
+    pub fn input(&self) -> &InputSpec {
+        &self.input
+    }
+
+    /// The same encoder under another input contract (whose size must be the encoder's input
+    /// size): set by training from [`TrainConfig::input`].
+    pub fn with_input(mut self, input: InputSpec) -> Result<Self> {
+        check_input(&self.cfg, &input)?;
+        self.input = input;
+        Ok(self)
     }
 
     /// Embeds images (each `input_size`×`input_size` grayscale, see `nhm_data::preprocess`),
@@ -186,6 +206,7 @@ impl Encoder {
         let header = HeaderFile {
             format: FORMAT.into(),
             encoder: self.cfg.clone(),
+            input: Some(self.input.clone()),
             meta: meta.clone(),
         };
         let path = dir.join(HEADER_FILE);
@@ -212,9 +233,14 @@ impl Encoder {
         let device = compute_device();
         let mut net = EncoderNet::new(&header.encoder, 0, &device);
         load_safetensors(&mut net, &dir.join(WEIGHTS_FILE))?;
+        let input = header
+            .input
+            .unwrap_or_else(|| InputSpec::plain(header.encoder.input_size as u32));
+        check_input(&header.encoder, &input)?;
         Ok((
             Encoder {
                 cfg: header.encoder,
+                input,
                 net,
                 device,
             },
@@ -248,6 +274,26 @@ fn read_header(dir: &Path) -> Result<HeaderFile> {
     let path = dir.join(HEADER_FILE);
     let text = read_file(&path)?;
     serde_json::from_slice(&text).map_err(|source| Error::Json { path, source })
+}
+
+/// Checks that an input contract produces images of the encoder's input size.
+fn check_input(cfg: &EncoderConfig, input: &InputSpec) -> Result<()> {
+    if input.size as usize != cfg.input_size {
+        return Err(Error::invalid(
+            "input",
+            format!(
+                "the input contract makes {0}×{0} images, the encoder reads {1}×{1}",
+                input.size, cfg.input_size
+            ),
+        ));
+    }
+    if input.roi == Some(0) {
+        return Err(Error::invalid("input.roi", "must be at least 1 pixel"));
+    }
+    if input.dpi.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
+        return Err(Error::invalid("input.dpi", "must be a positive number"));
+    }
+    Ok(())
 }
 
 /// Checks one image's size against the encoder's input.

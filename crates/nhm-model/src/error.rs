@@ -119,6 +119,9 @@ pub enum Error {
     /// An error from the metrics crate (validation EER).
     #[error(transparent)]
     Eval(#[from] nhm_eval::Error),
+    /// An error from the template crate (the keyed transform of the client pipeline).
+    #[error(transparent)]
+    Template(#[from] nhm_template::Error),
 }
 
 impl Error {

@@ -13,10 +13,12 @@ mod encoder;
 mod error;
 mod loss;
 mod net;
+mod pipeline;
 mod train;
 
 pub use bench::{benchmark, Throughput};
 pub use config::{EncoderConfig, LossKind, TrainConfig, ENCODER_BASE_TOML, ENCODER_SMALL_TOML};
 pub use encoder::{compute_device, CheckpointMeta, Encoder, EMBED_BATCH, HEADER_FILE, WEIGHTS_FILE};
 pub use error::{Error, Result};
+pub use pipeline::{ClientPipeline, PreparedSample};
 pub use train::{train, training_progress, EpochStats, TrainEvent, TrainOutcome, TrainingProgress, LAST_DIR};

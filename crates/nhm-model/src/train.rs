@@ -14,6 +14,7 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, OptimizerRecord
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Tensor, TensorData};
 use nhm_data::augment::{augment, AugmentConfig};
+use nhm_data::input::InputSpec;
 use nhm_data::{Dataset, GrayImage};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -146,6 +147,10 @@ fn train_until(
 ) -> Result<TrainOutcome> {
     enc.validate()?;
     cfg.validate()?;
+    let input = cfg
+        .input
+        .clone()
+        .unwrap_or_else(|| InputSpec::plain(enc.input_size as u32));
     let sampler = Sampler::new(train, enc.input_size)?;
     let validator = Validator::new(val, enc.input_size, cfg)?;
     let fingerprint = DataFingerprint {
@@ -301,7 +306,9 @@ fn train_until(
         if let (Some(dir), Some(best_net)) = (out_dir, best.as_ref()) {
             if improved {
                 let meta = CheckpointMeta::new(Some(cfg), data_desc.clone(), best_epoch, Some(best_eer));
-                Encoder::from_net(enc.clone(), best_net.clone()).save(dir, &meta)?;
+                Encoder::from_net(enc.clone(), best_net.clone())
+                    .with_input(input.clone())?
+                    .save(dir, &meta)?;
                 on_event(&TrainEvent::Checkpoint(dir.to_path_buf()));
             }
             let state = ResumeState {
@@ -334,7 +341,7 @@ fn train_until(
         None => net.enc.valid(),
     };
     Ok(TrainOutcome {
-        encoder: Encoder::from_net(enc.clone(), best),
+        encoder: Encoder::from_net(enc.clone(), best).with_input(input)?,
         history,
         best_epoch,
     })
@@ -689,6 +696,7 @@ mod tests {
                     image,
                     original_size: (size, size),
                     source: None,
+                    dpi: None,
                 });
             }
         }

@@ -6,9 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use nhm_data::loaders;
-use nhm_data::preprocess::{self, Fit};
-use nhm_template::{Hashmap, HashmapKind, Protector};
+use nhm_model::ClientPipeline;
+use nhm_template::{Hashmap, HashmapKind};
 use serde_json::{json, Value};
 
 /// Options shared by the client commands.
@@ -26,7 +25,7 @@ pub struct ClientOpts {
     /// Derive the key for this application (one key per server: unlinkable templates).
     #[arg(long)]
     pub app: Option<String>,
-    /// Encoder checkpoint folder (with images).
+    /// Encoder checkpoint folder (with images); default: the shipped fingerprint model.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Hashmap kind to make from images.
@@ -38,9 +37,9 @@ pub struct ClientOpts {
     /// Precomputed hashmaps instead of images: a file of base64 lines or `nhm encode` JSON lines.
     #[arg(long = "template")]
     pub templates: Vec<PathBuf>,
-    /// Crop a square of this many source pixels around the print before fitting (see `nhm encode --roi`).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub roi: Option<u32>,
+    /// The resolution (dpi) of images whose file states none (see `nhm encode --dpi`).
+    #[arg(long, value_parser = crate::source::parse_dpi)]
+    pub dpi: Option<f32>,
     /// Images (with --model and --key).
     pub images: Vec<PathBuf>,
 }
@@ -108,23 +107,22 @@ fn hashmaps(c: &ClientOpts) -> Result<Vec<Hashmap>> {
         out.extend(read_template_file(p)?);
     }
     if !c.images.is_empty() {
-        let (Some(model), Some(key)) = (&c.model, &c.key) else {
-            bail!("images need --model CKPT_DIR and --key KEYFILE (or use --template FILE)");
+        let Some(key) = &c.key else {
+            bail!("images need --key KEYFILE (and --model CKPT_DIR, or the shipped model), or use --template FILE");
         };
-        let encoder = nhm_model::Encoder::load(model)
-            .with_context(|| format!("loading the encoder from {}", model.display()))?;
+        let model = super::encode::model_dir(c.model.as_deref())?;
         let key = super::encode::load_key(key, c.app.as_deref())?;
-        let d = encoder.config().embedding_dim;
-        let protector = Protector::with_output_dim(&key, d, c.hashmap_dim.map_or(d, |h| h as usize))?;
-        let size = encoder.config().input_size as u32;
+        let pipeline = ClientPipeline::load(&model, &key, c.hashmap_dim.map(|h| h as usize), c.kind)
+            .with_context(|| format!("loading the encoder from {}", model.display()))?
+            .with_user_dpi(c.dpi);
         let mut images = Vec::with_capacity(c.images.len());
         for p in &c.images {
-            let img = loaders::load_image(p).with_context(|| format!("reading image {}", p.display()))?;
-            images.push(preprocess::prepare(&img, size, Fit::CenterCropResize, c.roi));
+            let prepared = pipeline
+                .prepare_file(p)
+                .with_context(|| format!("reading image {}", p.display()))?;
+            images.push(prepared.image);
         }
-        for e in encoder.embed(&images)? {
-            out.push(protector.protect(&e, c.kind)?);
-        }
+        out.extend(pipeline.hashmaps(&images)?);
     }
     if out.is_empty() {
         bail!("nothing to send: give IMAGE... (with --model and --key) or --template FILE");
@@ -287,7 +285,7 @@ mod tests {
             kind: HashmapKind::Binary,
             hashmap_dim: None,
             templates: vec![p.clone()],
-            roi: None,
+            dpi: None,
             images: vec![],
         };
         enroll(EnrollArgs {

@@ -57,7 +57,8 @@ pub fn run(args: Args) -> Result<()> {
         synth_texture: 0.0,
         eval_fraction: 0.2,
         val_fraction: 0.1,
-        roi: None,
+        dpi: None,
+        naming: None,
     };
     let enc = match &args.model {
         Some(p) => EncoderConfig::from_toml_file(p)?,
@@ -77,7 +78,7 @@ pub fn run(args: Args) -> Result<()> {
         "1/5 generating {} synthetic fingers x {} impressions ({} px)",
         data.subjects, data.impressions, enc.input_size
     );
-    let ds = data.load(enc.input_size as u32)?;
+    let ds = data.load(&nhm_data::input::InputSpec::plain(enc.input_size as u32))?;
     let splits = data.split(&ds)?;
     println!(
         "    subjects: {} train, {} validation, {} evaluation (never trained on)",
@@ -151,7 +152,72 @@ pub fn run(args: Args) -> Result<()> {
         "    report: {} (also report.md, report.json)",
         args.out.join("report.html").display()
     );
+    shipped_model_on_real_scans(args.seed, &args.out)?;
     println!("done in {:.0} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The real scans the shipped model is reported on in the demo (FVC2002 sets B: never trained on).
+const REAL_SCAN_SETS: [(&str, &str); 2] = [
+    ("FVC2002 DB1_B", "fvc2002/DB1_B"),
+    ("FVC2002 DB4_B", "fvc2002/DB4_B"),
+];
+
+/// The shipped fingerprint model's figures on real scans, beside the demo's own model (which is
+/// trained for minutes on synthetic prints only): FVC protocol, binary hashmaps, reports in
+/// `out/shipped/`. Skipped, saying why, when the model or the data (`$NHM_DATA`, else
+/// `../shared/data`) is not there.
+fn shipped_model_on_real_scans(seed: u64, out: &Path) -> Result<()> {
+    let Ok(model) = crate::models::default_fingerprint_model() else {
+        println!("    shipped fingerprint model not found: real-scan figures skipped");
+        return Ok(());
+    };
+    let root =
+        std::env::var_os("NHM_DATA").map_or_else(|| Path::new("../shared/data").to_path_buf(), Into::into);
+    let encoder = nhm_model::Encoder::load(&model).with_context(|| format!("loading {}", model.display()))?;
+    println!(
+        "    the shipped model ({}) on real scans it never trained on:",
+        model.display()
+    );
+    for (name, rel) in REAL_SCAN_SETS {
+        let path = root.join(rel);
+        if !path.is_dir() {
+            println!("      {name}: {} not found, skipped", path.display());
+            continue;
+        }
+        // The FVC2002 sets are 500-dpi scans whose files do not state it.
+        let ds = crate::source::read_folder(&path, encoder.input(), Some(500.0), None)?;
+        let opts = EvalOptions {
+            seed,
+            protocol: nhm_eval::protocol::Protocol {
+                seed,
+                ..Default::default()
+            },
+            target_fmr: 1e-3,
+            fvc_protocol: true,
+            config: json!({ "command": "nhm demo (shipped model)", "model": model, "data": path, "input": encoder.input() }),
+            title: format!("shipped fingerprint model on {name}"),
+            hashmap_dim: None,
+        };
+        let dir = out.join("shipped").join(rel.replace('/', "-"));
+        let report = pipeline::evaluate_encoder(&encoder, &ds, None, &opts, &dir)?;
+        let fig = |prefix: &str| {
+            report
+                .systems
+                .iter()
+                .find(|s| s.name.starts_with(prefix))
+                .map(|s| &s.figures)
+        };
+        if let (Some(b), Some(px)) = (fig("binary hashmap"), fig("raw pixels")) {
+            println!(
+                "      {name}: binary EER {} (raw pixels {}), FVC protocol, {} genuine / {} impostor pairs",
+                pct(b.eer),
+                pct(px.eer),
+                b.genuine_pairs,
+                b.impostor_pairs
+            );
+        }
+    }
     Ok(())
 }
 

@@ -6,16 +6,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use nhm_data::loaders::{self, LoadOptions};
-use nhm_data::preprocess::{self, Fit};
-use nhm_template::{HashmapKind, Key, Protector};
+use nhm_model::ClientPipeline;
+use nhm_template::{HashmapKind, Key};
 use serde::Serialize;
 
 /// Arguments of `nhm encode`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Checkpoint folder written by `nhm train` or `nhm demo`.
+    /// Checkpoint folder written by `nhm train` or `nhm demo`; default: the shipped fingerprint
+    /// model (`models/fingerprint`).
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// The client's secret key file (`nhm key new`).
     #[arg(long)]
     pub key: PathBuf,
@@ -29,10 +30,10 @@ pub struct Args {
     /// keyed rotations; the server's `dim` must match). Default: the embedding dimension.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub hashmap_dim: Option<u32>,
-    /// Crop a square of this many source pixels around the print before fitting (fingerprint
-    /// scans: 144 at 500 dpi matches the synthetic training prints' ridge period).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub roi: Option<u32>,
+    /// The resolution (dpi) of images whose file states none (models that normalise scale; else
+    /// it is estimated from the ridge period).
+    #[arg(long, value_parser = crate::source::parse_dpi)]
+    pub dpi: Option<f32>,
     /// Output file (JSON lines: source, subject, sample, kind, dim, key fingerprint, base64 template).
     #[arg(long)]
     pub out: PathBuf,
@@ -72,19 +73,22 @@ pub struct Input {
     pub image: nhm_data::GrayImage,
 }
 
-/// Reads image files (decoded, grey, fitted to `size`) or one dataset folder.
-pub fn read_inputs(inputs: &[PathBuf], size: u32, roi: Option<u32>) -> Result<Vec<Input>> {
+/// Reads image files or one dataset folder, each brought to the model's input under its
+/// checkpoint's contract.
+pub fn read_inputs(
+    inputs: &[PathBuf],
+    pipeline: &ClientPipeline,
+    user_dpi: Option<f32>,
+) -> Result<Vec<Input>> {
     if let [dir] = inputs {
         if dir.is_dir() {
-            let ds = loaders::open(
-                dir,
-                &LoadOptions {
-                    size,
-                    roi,
-                    ..Default::default()
-                },
-            )
-            .with_context(|| format!("reading dataset {}", dir.display()))?;
+            let opts = LoadOptions {
+                input: pipeline.encoder().input().clone(),
+                user_dpi,
+                ..Default::default()
+            };
+            let ds =
+                loaders::open(dir, &opts).with_context(|| format!("reading dataset {}", dir.display()))?;
             for p in &ds.problems {
                 eprintln!("warning: skipped {}: {}", p.path.display(), p.message);
             }
@@ -106,16 +110,25 @@ pub fn read_inputs(inputs: &[PathBuf], size: u32, roi: Option<u32>) -> Result<Ve
     inputs
         .iter()
         .map(|p| {
-            let img = loaders::load_image(p).with_context(|| format!("reading image {}", p.display()))?;
-            let image = preprocess::prepare(&img, size, Fit::CenterCropResize, roi);
+            let prepared = pipeline
+                .prepare_file(p)
+                .with_context(|| format!("reading image {}", p.display()))?;
             Ok(Input {
                 source: p.display().to_string(),
                 subject: None,
                 sample: None,
-                image,
+                image: prepared.image,
             })
         })
         .collect()
+}
+
+/// The checkpoint folder to use: the one given, else the shipped fingerprint model.
+pub fn model_dir(given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    crate::models::default_fingerprint_model()
 }
 
 /// Loads a key file, derived for `app` when given.
@@ -149,19 +162,17 @@ pub fn write_atomically(path: &Path, text: &[u8]) -> Result<()> {
 
 /// Runs `nhm encode`.
 pub fn run(args: Args) -> Result<()> {
-    let encoder = nhm_model::Encoder::load(&args.model)
-        .with_context(|| format!("loading the encoder from {}", args.model.display()))?;
+    let model = model_dir(args.model.as_deref())?;
     let key = load_key(&args.key, args.app.as_deref())?;
-    let d = encoder.config().embedding_dim;
-    let protector = Protector::with_output_dim(&key, d, args.hashmap_dim.map_or(d, |h| h as usize))?;
-    let samples = read_inputs(&args.inputs, encoder.config().input_size as u32, args.roi)?;
+    let pipeline = ClientPipeline::load(&model, &key, args.hashmap_dim.map(|h| h as usize), args.kind)
+        .with_context(|| format!("loading the encoder from {}", model.display()))?
+        .with_user_dpi(args.dpi);
+    let samples = read_inputs(&args.inputs, &pipeline, args.dpi)?;
     let pb = crate::progress::bar(samples.len() as u64, "encode");
     let mut out = Vec::new();
     for chunk in samples.chunks(64) {
         let images: Vec<_> = chunk.iter().map(|s| s.image.clone()).collect();
-        let embeddings = encoder.embed(&images)?;
-        for (input, e) in chunk.iter().zip(embeddings) {
-            let h = protector.protect(&e, args.kind)?;
+        for (input, h) in chunk.iter().zip(pipeline.hashmaps(&images)?) {
             let line = EncodedLine {
                 source: input.source.clone(),
                 subject: input.subject.clone(),

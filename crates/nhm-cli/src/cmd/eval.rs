@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use nhm_data::input::CropCentre;
 use serde_json::json;
 
 use crate::pipeline::{self, EvalOptions};
@@ -11,9 +12,10 @@ use crate::source::DataArgs;
 /// Arguments of `nhm eval`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Checkpoint folder written by `nhm train` or `nhm demo`.
+    /// Checkpoint folder written by `nhm train` or `nhm demo`; default: the shipped fingerprint
+    /// model (`models/fingerprint`).
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     #[command(flatten)]
     pub data: DataArgs,
     /// Verification protocol: `all` (every mated pair, every or a seeded sample of 200 000
@@ -34,6 +36,52 @@ pub struct Args {
     /// Folder for score files, plots and the report.
     #[arg(long, default_value = "artifacts/eval")]
     pub out: PathBuf,
+    /// Override the checkpoint's region of interest (pixels at its resolution; at 500 dpi when
+    /// it states none): for models made before checkpoints recorded their input contract.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub roi: Option<u32>,
+    /// Override where the checkpoint's region of interest is centred: `print` (the ridge area's
+    /// centroid) or `core` (the core point, else the centroid).
+    #[arg(long)]
+    pub crop_centre: Option<CropCentre>,
+    /// Cross-capture evaluation: enrol every sample of `--data`, probe with every sample of this
+    /// dataset folder, subjects matched by label (the same fingers on another sensor). Writes
+    /// `cross.json`; `--eval-fraction` and the FVC protocol do not apply.
+    #[arg(long)]
+    pub probe_data: Option<PathBuf>,
+}
+
+/// The evaluation settings of a run of `nhm eval`: its seed, target FMR and hashmap length.
+fn eval_options(args: &Args, fvc_protocol: bool, config: serde_json::Value, title: String) -> EvalOptions {
+    EvalOptions {
+        seed: args.seed,
+        protocol: nhm_eval::protocol::Protocol {
+            seed: args.seed,
+            ..Default::default()
+        },
+        target_fmr: args.target_fmr,
+        fvc_protocol,
+        config,
+        title,
+        hashmap_dim: args.hashmap_dim.map(|d| d as usize),
+    }
+}
+
+/// A checkpoint's input contract, with the region of interest and its centre overridden when
+/// given.
+pub fn input_with_overrides(
+    encoder: &nhm_model::Encoder,
+    roi: Option<u32>,
+    centre: Option<CropCentre>,
+) -> nhm_data::input::InputSpec {
+    let mut spec = encoder.input().clone();
+    if let Some(side) = roi {
+        spec.roi = Some(side);
+    }
+    if let Some(c) = centre {
+        spec.centre = c;
+    }
+    spec
 }
 
 /// Runs `nhm eval`.
@@ -43,48 +91,83 @@ pub fn run(args: Args) -> Result<()> {
         "fvc" => true,
         other => anyhow::bail!("--protocol must be `all` or `fvc`, not `{other}`"),
     };
-    let (encoder, meta) = nhm_model::Encoder::load_with_meta(&args.model)
-        .with_context(|| format!("loading the encoder from {}", args.model.display()))?;
-    let progress = nhm_model::training_progress(&args.model);
+    let model = super::encode::model_dir(args.model.as_deref())?;
+    let (encoder, meta) = nhm_model::Encoder::load_with_meta(&model)
+        .with_context(|| format!("loading the encoder from {}", model.display()))?;
+    let progress = nhm_model::training_progress(&model);
     if let Some(p) = progress.filter(|p| !p.finished) {
         eprintln!(
             "warning: the run that writes {} has not finished (epoch {} of {}; still running, or \
              stopped): these are the best weights so far, not the run's result",
-            args.model.display(),
+            model.display(),
             p.epochs_done,
             p.epochs_planned
         );
     }
-    let ds = args.data.load(encoder.config().input_size as u32)?;
+    let input = input_with_overrides(&encoder, args.roi, args.crop_centre);
+    let ds = args.data.load(&input)?;
+    if let Some(probe_path) = &args.probe_data {
+        let probes = crate::source::read_folder(probe_path, &input, args.data.dpi, args.data.naming.clone())?;
+        let opts = eval_options(
+            &args,
+            false,
+            json!({
+                "command": "nhm eval --probe-data",
+                "model": model,
+                "checkpoint": meta,
+                "references": args.data.describe(),
+                "probes": probe_path,
+                "input": input,
+                "hashmap_dim": args.hashmap_dim,
+                "git_revision": pipeline::git_revision(),
+            }),
+            format!(
+                "cross-capture: {} against {}",
+                probe_path.display(),
+                args.data.describe()
+            ),
+        );
+        let systems = pipeline::evaluate_cross(&encoder, &ds, &probes, &opts, &args.out)?;
+        for s in &systems {
+            let f = &s.figures;
+            println!(
+                "{:<26} EER {:>6.2}%  FNMR@FMR1% {:>6.2}%  rank-1 {:>6.2}%  ({} genuine / {} impostor pairs, {} probes)",
+                s.name,
+                100.0 * f.verification.eer,
+                100.0 * f.verification.fnmr_at_fmr.first().map_or(f64::NAN, |x| x.fnmr),
+                100.0 * f.rank1,
+                f.genuine_pairs,
+                f.impostor_pairs,
+                f.probes
+            );
+        }
+        println!("figures: {}", args.out.join("cross.json").display());
+        return Ok(());
+    }
     let splits = args.data.split(&ds)?;
     anyhow::ensure!(
         splits.test.n_subjects() >= 2,
         "fewer than two evaluation subjects: raise --eval-fraction"
     );
     let dev = (splits.val.n_subjects() >= 2).then_some(&splits.val);
-    let opts = EvalOptions {
-        seed: args.seed,
-        protocol: nhm_eval::protocol::Protocol {
-            seed: args.seed,
-            ..Default::default()
-        },
-        target_fmr: args.target_fmr,
-        fvc_protocol: fvc,
-        config: json!({
+    let opts = eval_options(
+        &args,
+        fvc,
+        json!({
             "command": "nhm eval",
-            "model": args.model,
+            "model": model,
             "checkpoint": meta,
             "training": progress,
             "data": args.data.describe(),
+            "input": input,
             "eval_subjects": splits.test.n_subjects(),
             "dev_subjects": dev.map(|d| d.n_subjects()),
             "protocol": args.protocol,
             "hashmap_dim": args.hashmap_dim,
             "git_revision": pipeline::git_revision(),
         }),
-        title: format!("Neural Hashmaps evaluation: {}", args.data.describe()),
-        hashmap_dim: args.hashmap_dim.map(|d| d as usize),
-    };
+        format!("Neural Hashmaps evaluation: {}", args.data.describe()),
+    );
     let report = pipeline::evaluate_encoder(&encoder, &splits.test, dev, &opts, &args.out)?;
     pipeline::print_summary(&report, "");
     println!("report: {}", args.out.join("report.html").display());

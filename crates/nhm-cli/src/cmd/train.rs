@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use nhm_data::input::{CropCentre, InputSpec, Modality};
 use nhm_model::{Encoder, EncoderConfig, LossKind, TrainConfig, ENCODER_SMALL_TOML, LAST_DIR};
 
 use crate::source::DataArgs;
@@ -64,7 +65,70 @@ pub struct Args {
     /// Its encoder configuration is used unless --model names one (which must then be the same).
     #[arg(long, conflicts_with = "resume")]
     init: Option<PathBuf>,
+    /// What the model reads: `fingerprint` (the default) or `face`; recorded in the checkpoint.
+    #[arg(long)]
+    modality: Option<Modality>,
+    /// The resolution (dpi) the model works at: every sample is resampled to it first (its own
+    /// resolution from the file's header, `--dpi`, or its ridge period). Recorded in the
+    /// checkpoint. Default: 500 with `--roi`, none without.
+    #[arg(long, value_parser = crate::source::parse_dpi)]
+    scale_dpi: Option<f32>,
+    /// Fingerprint scans: cut a square of this many pixels (at the model's resolution) around
+    /// the print before fitting it to the input; recorded in the checkpoint, so evaluation and
+    /// clients cut the same. 144 at 500 dpi shows sixteen ridge periods, as the synthetic
+    /// training prints (`--synth-view centre`) do.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    roi: Option<u32>,
+    /// More training data: dataset folders whose subjects all join the training subjects (none
+    /// is validated or evaluated on), read under the same input contract. Repeatable.
+    #[arg(long = "train-extra")]
+    train_extra: Vec<PathBuf>,
+    /// Fingerprint front end: `enhance` (contextual Gabor enhancement at the model's scale, for
+    /// scans and synthetic prints alike) or `none`; recorded in the checkpoint.
+    #[arg(long, value_parser = ["none", "enhance"])]
+    front_end: Option<String>,
+    /// Where the region of interest of a scan is centred: `print` (the ridge area's centroid, the
+    /// default) or `core` (the core point, else the centroid); recorded in the checkpoint.
+    #[arg(long)]
+    crop_centre: Option<CropCentre>,
 }
+
+/// The input contract of the model being trained: flags first, then the starting checkpoint's,
+/// then the whole frame at the encoder's input size.
+fn input_spec(args: &Args, enc: &EncoderConfig) -> anyhow::Result<InputSpec> {
+    let inherited = match &args.init {
+        Some(dir) => Some(Encoder::load(dir)?.input().clone()),
+        None => None,
+    };
+    let size = enc.input_size as u32;
+    let mut spec = match inherited {
+        Some(s) if s.size == size => s,
+        _ => InputSpec::plain(size),
+    };
+    if let Some(m) = args.modality {
+        spec.modality = m;
+    }
+    if let Some(r) = args.roi {
+        spec.roi = Some(r);
+        spec.dpi = spec.dpi.or(Some(DEFAULT_SCAN_DPI));
+    }
+    if let Some(d) = args.scale_dpi {
+        spec.dpi = Some(d);
+    }
+    if let Some(c) = args.crop_centre {
+        spec.centre = c;
+    }
+    match args.front_end.as_deref() {
+        Some("enhance") => spec.front_end = Some(nhm_data::fingerprint::FrontEnd::default()),
+        Some(_) => spec.front_end = None,
+        None => {}
+    }
+    Ok(spec)
+}
+
+/// The resolution of the scans the synthetic centre view imitates (FVC2002 DB1, the
+/// Neurotechnology samples): what `--roi` assumes when `--scale-dpi` is not given.
+const DEFAULT_SCAN_DPI: f32 = 500.0;
 
 /// Runs `nhm train`.
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -81,13 +145,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             EncoderConfig::from_toml_str(ENCODER_SMALL_TOML, Path::new("configs/encoder-small.toml"))?
         }
     };
-    let cfg = train_config(&args)?;
-    let all = args.data.load(enc.input_size as u32)?;
-    let splits = args.data.split(&all)?;
+    let mut cfg = train_config(&args)?;
+    let spec = input_spec(&args, &enc)?;
+    cfg.input = Some(spec.clone());
+    let all = args.data.load(&spec)?;
+    let mut splits = args.data.split(&all)?;
+    for path in &args.train_extra {
+        let extra = crate::source::read_folder(path, &spec, args.data.dpi, None)?;
+        eprintln!(
+            "extra training data {}: {} subjects / {} samples",
+            path.display(),
+            extra.n_subjects(),
+            extra.samples.len()
+        );
+        splits.train.append_subjects(&extra, &path.display().to_string());
+    }
     anyhow::ensure!(splits.train.n_subjects() >= 2, "fewer than two training subjects");
     eprintln!(
-        "data: {}; train {} subjects / {} samples, validation {} / {}, kept for evaluation {} subjects",
+        "data: {}; input {}; train {} subjects / {} samples, validation {} / {}, kept for evaluation {} subjects",
         args.data.describe(),
+        serde_json::to_string(&spec)?,
         splits.train.n_subjects(),
         splits.train.samples.len(),
         splits.val.n_subjects(),

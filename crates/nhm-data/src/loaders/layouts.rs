@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::naming::{FieldValue, NamingMatch};
 use super::scan::{classify, natural_cmp, natural_cmp_parts, FileEntry, FileKind, Scan};
 use crate::{Error, Layout, Result};
 
@@ -18,6 +19,27 @@ pub(crate) struct Planned {
     pub sample_key: Vec<u64>,
     /// Tie-breaker: the relative path, compared in natural order.
     pub rel: Vec<String>,
+    /// The sample as read from the name (impression number, naming rule `{sample}`), for reports.
+    pub sample: Option<String>,
+    /// The fields a naming rule extracted (empty for the built-in layouts).
+    pub fields: Vec<FieldValue>,
+}
+
+impl Planned {
+    /// A file read by a naming rule: subjects in natural order of their identity label, samples
+    /// by the number in `{sample}` (when it is one), then by path.
+    pub fn named(f: &FileEntry, m: NamingMatch) -> Self {
+        let sample_key = m.sample.as_deref().and_then(number).into_iter().collect();
+        Planned {
+            path: f.path.clone(),
+            subject_label: m.identity,
+            subject_key: vec![],
+            sample_key,
+            rel: f.rel.clone(),
+            sample: m.sample,
+            fields: m.fields,
+        }
+    }
 }
 
 /// SOCOFing finger names in anatomical order (the order of subjects within a hand).
@@ -28,11 +50,13 @@ const SOCOFING_ALTERATIONS: &[&str] = &["cr", "obl", "zcut"];
 /// What each layout expects, for the message of a file that does not fit.
 pub(crate) fn expected(layout: Layout) -> &'static str {
     match layout {
-        Layout::Fvc => "{finger}_{impression}.{tif,bmp,png} directly in the dataset folder",
+        Layout::Fvc => "{finger}_{impression}.{tif,jpg,png,...} directly in the dataset folder",
+        Layout::PersonFingerScan => "{person}_{finger}_{scan}.{png,tif,...} directly in the dataset folder",
         Layout::Socofing => "{subject}__{M|F}_{Left|Right}_{finger}_finger[_{CR|Obl|Zcut}].BMP",
         Layout::Orl => "s{N}/{k}.pgm",
         Layout::FolderPerIdentity => "an image inside a sub-folder (one sub-folder per identity)",
         Layout::Synthetic => "nothing: synthetic samples are generated, not read",
+        Layout::Custom => "a name that fits the naming rule",
     }
 }
 
@@ -40,17 +64,28 @@ pub(crate) fn expected(layout: Layout) -> &'static str {
 pub(crate) fn parse(layout: Layout, f: &FileEntry) -> Option<Planned> {
     let (subject_label, subject_key, sample_key) = match layout {
         Layout::Fvc => parse_fvc(f)?,
+        Layout::PersonFingerScan => parse_person_finger_scan(f)?,
         Layout::Socofing => parse_socofing(f)?,
         Layout::Orl => parse_orl(f)?,
         Layout::FolderPerIdentity => parse_folder(f)?,
-        Layout::Synthetic => return None,
+        // A custom layout is read by its naming rule (`naming::NamingRule::read`), not here.
+        Layout::Synthetic | Layout::Custom => return None,
     };
+    let sample = (!sample_key.is_empty()).then(|| {
+        sample_key
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(".")
+    });
     Some(Planned {
         path: f.path.clone(),
         subject_label,
         subject_key,
         sample_key,
         rel: f.rel.clone(),
+        sample,
+        fields: vec![],
     })
 }
 
@@ -75,6 +110,21 @@ fn parse_fvc(f: &FileEntry) -> Option<Parsed> {
     let (finger, impression) = stem(f.name())?.split_once('_')?;
     let (fk, ik) = (number(finger)?, number(impression)?);
     Some((finger.to_string(), vec![fk], vec![ik]))
+}
+
+/// `{person}_{finger}_{scan}`: the identity keeps the file's spelling (`012_3`), so two folders
+/// of the same database (one per sensor) give the same finger the same label.
+fn parse_person_finger_scan(f: &FileEntry) -> Option<Parsed> {
+    if f.depth() != 0 {
+        return None;
+    }
+    let mut it = stem(f.name())?.split('_');
+    let (person, finger, scan) = (it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() {
+        return None;
+    }
+    let (pk, fk, sk) = (number(person)?, number(finger)?, number(scan)?);
+    Some((format!("{person}_{finger}"), vec![pk, fk], vec![sk]))
 }
 
 fn parse_socofing(f: &FileEntry) -> Option<Parsed> {
@@ -149,9 +199,10 @@ pub(crate) fn sort_planned(v: &mut [Planned]) {
 }
 
 /// The layouts tried by [`detect`], in order of precedence (most specific first).
-const CANDIDATES: [Layout; 4] = [
+const CANDIDATES: [Layout; 5] = [
     Layout::Socofing,
     Layout::Fvc,
+    Layout::PersonFingerScan,
     Layout::Orl,
     Layout::FolderPerIdentity,
 ];
@@ -226,6 +277,33 @@ mod tests {
         assert!(parse(Layout::Fvc, &fe("101-3.tif")).is_none());
         assert!(parse(Layout::Fvc, &fe("a_3.tif")).is_none());
         assert!(parse(Layout::Fvc, &fe("sub/101_3.tif")).is_none());
+        // Zero-padded names keep their spelling and sort by number.
+        let p = parse(Layout::Fvc, &fe("007_5.jpg")).expect("fits");
+        assert_eq!(
+            (p.subject_label.as_str(), p.subject_key, p.sample_key),
+            ("007", vec![7], vec![5])
+        );
+        assert!(parse(Layout::Fvc, &fe("012_3_1.png")).is_none());
+    }
+
+    #[test]
+    fn person_finger_scan_names() {
+        let p = parse(Layout::PersonFingerScan, &fe("012_10_8.png")).expect("fits");
+        assert_eq!(
+            (p.subject_label.as_str(), p.subject_key, p.sample_key),
+            ("012_10", vec![12, 10], vec![8])
+        );
+        for bad in [
+            "012_10.png",
+            "012_10_8_1.png",
+            "a_1_2.png",
+            "1_2_.png",
+            "x/1_2_3.png",
+            "1-2-3.png",
+        ] {
+            assert!(parse(Layout::PersonFingerScan, &fe(bad)).is_none(), "{bad}");
+        }
+        assert!(parse(Layout::Custom, &fe("1_2_3.png")).is_none());
     }
 
     #[test]

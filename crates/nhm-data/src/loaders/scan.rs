@@ -249,6 +249,10 @@ mod tests {
         assert_eq!(classify("101_1.TIF"), FileKind::Image);
         assert_eq!(classify("1.pgm"), FileKind::Image);
         assert_eq!(classify("x.Bmp"), FileKind::Image);
+        for name in ["001_1.jpg", "a.JPEG", "b.gif", "c.webp"] {
+            assert_eq!(classify(name), FileKind::Image, "{name}");
+        }
+        assert!(matches!(classify("a.avif"), FileKind::Unsupported(m) if m.contains("Avif")));
         assert_eq!(classify("README"), FileKind::Ignored);
         assert_eq!(classify("readme.md"), FileKind::Ignored);
         assert_eq!(classify("Thumbs.db"), FileKind::Ignored);

@@ -321,6 +321,7 @@ impl SynthConfig {
             image,
             original_size: (self.size, self.size),
             source: None,
+            dpi: None,
         }
     }
 }

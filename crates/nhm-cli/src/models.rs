@@ -1,0 +1,44 @@
+//! The pretrained models shipped with the project (`models/` at the repository root), found
+//! from wherever `nhm` runs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+/// Folder of the shipped fingerprint model, relative to a models folder.
+pub const FINGERPRINT_MODEL: &str = "fingerprint";
+
+/// The folders searched for shipped models, in order: `$NHM_MODELS`, `./models`, and the
+/// `models/` of the source tree this binary was built from.
+pub fn model_roots() -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    if let Some(dir) = std::env::var_os("NHM_MODELS") {
+        roots.push(PathBuf::from(dir));
+    }
+    roots.push(PathBuf::from("models"));
+    roots.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+    roots
+}
+
+/// The shipped fingerprint model's checkpoint folder: the first root that holds one.
+///
+/// # Errors
+/// When no root holds it, naming every folder looked in.
+pub fn default_fingerprint_model() -> Result<PathBuf> {
+    let roots = model_roots();
+    for r in &roots {
+        let dir = r.join(FINGERPRINT_MODEL);
+        if dir.join(nhm_model::HEADER_FILE).is_file() {
+            return Ok(dir);
+        }
+    }
+    let looked: Vec<String> = roots
+        .iter()
+        .map(|r| r.join(FINGERPRINT_MODEL).display().to_string())
+        .collect();
+    bail!(
+        "no --model given and no shipped fingerprint model found (looked in {}); set NHM_MODELS \
+         to the repository's models/ folder or pass --model DIR",
+        looked.join(", ")
+    )
+}
