@@ -42,3 +42,16 @@ pub fn default_fingerprint_model() -> Result<PathBuf> {
         looked.join(", ")
     )
 }
+
+/// The folder of the shared real datasets the reports use when they are there: `$NHM_DATA`,
+/// else `../shared/data` from the working directory, else beside the source tree this binary was
+/// built from. `None` when none exists.
+pub fn shared_data_root() -> Option<PathBuf> {
+    let mut roots = Vec::new();
+    if let Some(dir) = std::env::var_os("NHM_DATA") {
+        roots.push(PathBuf::from(dir));
+    }
+    roots.push(PathBuf::from("../shared/data"));
+    roots.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    roots.into_iter().find(|r| r.is_dir())
+}

@@ -961,10 +961,23 @@ fn header_resolutions_reach_samples() {
     let b = write_bytes(r, "1_2.png", &with_phys(2835));
     assert!((image_dpi(&a).unwrap() - 500.0).abs() < 0.5);
     assert_eq!(image_dpi(&b), None);
+    // A scale-free contract does not look for resolutions.
     let d = open(r, &LoadOptions::default()).unwrap();
     assert!(d.problems.is_empty(), "{:?}", d.problems);
+    assert!(d.samples.iter().all(|s| s.dpi.is_none()));
+    // A scan contract: the header's resolution first; a file without one (too small for a ridge
+    // estimate) takes the user's, and only then.
+    let scan = |user_dpi| LoadOptions {
+        input: InputSpec::scan(16, 500.0, 16),
+        user_dpi,
+        ..LoadOptions::default()
+    };
+    let d = open(r, &scan(None)).unwrap();
     assert_eq!(d.samples[0].dpi, Some(image_dpi(&a).unwrap()));
     assert_eq!(d.samples[1].dpi, None);
+    let d = open(r, &scan(Some(569.0))).unwrap();
+    assert_eq!(d.samples[0].dpi, Some(image_dpi(&a).unwrap()));
+    assert_eq!(d.samples[1].dpi, Some(569.0));
     let i = inspect(r).unwrap();
     assert_eq!(
         i.dpi,

@@ -526,9 +526,12 @@ fn cross_comparison_pairs_only_shared_subjects_across_sides() {
     assert_eq!(f.impostor_pairs, 4);
     assert_eq!(f.rank1, 1.0);
     assert_eq!(f.verification.eer, 0.0);
-    // A probe closer to another subject is a rank-1 miss.
-    let f = cross_comparison(&a, &a_subj, &[2.0], &[1], score, &Protocol::default()).unwrap();
+    // Probes closer to another subject are rank-1 misses.
+    let f = cross_comparison(&a, &a_subj, &[2.0, 1.0], &[1, 2], score, &Protocol::default()).unwrap();
     assert_eq!(f.rank1, 0.0);
+    assert_eq!(f.verification.eer, 1.0);
+    // One shared subject only: no impostor comparison, a clear error.
+    assert!(cross_comparison(&a, &a_subj, &[2.0], &[1], score, &Protocol::default()).is_err());
     // No shared subject: no genuine score, a clear error.
     assert!(cross_comparison(&a, &a_subj, &[5.0], &[7], score, &Protocol::default()).is_err());
     // A NaN score is refused.

@@ -165,15 +165,17 @@ const REAL_SCAN_SETS: [(&str, &str); 2] = [
 
 /// The shipped fingerprint model's figures on real scans, beside the demo's own model (which is
 /// trained for minutes on synthetic prints only): FVC protocol, binary hashmaps, reports in
-/// `out/shipped/`. Skipped, saying why, when the model or the data (`$NHM_DATA`, else
-/// `../shared/data`) is not there.
+/// `out/shipped/`. Skipped, saying why, when the model or the data
+/// ([`crate::models::shared_data_root`]) is not there.
 fn shipped_model_on_real_scans(seed: u64, out: &Path) -> Result<()> {
     let Ok(model) = crate::models::default_fingerprint_model() else {
         println!("    shipped fingerprint model not found: real-scan figures skipped");
         return Ok(());
     };
-    let root =
-        std::env::var_os("NHM_DATA").map_or_else(|| Path::new("../shared/data").to_path_buf(), Into::into);
+    let Some(root) = crate::models::shared_data_root() else {
+        println!("    no shared data folder ($NHM_DATA, ../shared/data): real-scan figures skipped");
+        return Ok(());
+    };
     let encoder = nhm_model::Encoder::load(&model).with_context(|| format!("loading {}", model.display()))?;
     println!(
         "    the shipped model ({}) on real scans it never trained on:",
