@@ -45,6 +45,11 @@ fn quick_demo_then_encode() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["schema_version"], 1);
+    let shipped = report["extra"]["shipped_model_real_scans"].as_array().unwrap();
+    assert_eq!(shipped.len(), 2, "{shipped:?}");
+    assert!(shipped
+        .iter()
+        .all(|r| r["impostor_pairs"] == 45 && r["binary_eer"].as_f64().is_some()));
     let systems = report["systems"].as_array().unwrap();
     assert_eq!(systems.len(), 5);
     let eer = |i: usize| systems[i]["figures"]["eer"].as_f64().unwrap();
