@@ -47,7 +47,7 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .ok_or(ApiError::Unauthorized)?;
         state
             .inner
@@ -56,6 +56,13 @@ impl FromRequestParts<AppState> for Caller {
             .map(Caller)
             .ok_or(ApiError::Unauthorized)
     }
+}
+
+/// The token of an `Authorization` value whose scheme is `Bearer`, in any letter case (RFC 7235:
+/// auth schemes are case-insensitive).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 impl Caller {
@@ -257,7 +264,10 @@ fn now_secs() -> u64 {
 }
 
 fn check_subject_id(id: &str) -> Result<(), ApiError> {
+    // `.` and `..` are path segments, not names: as ids they would make URLs that mean something else.
     let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
         && id.len() <= 128
         && id
             .chars()
@@ -266,7 +276,7 @@ fn check_subject_id(id: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::BadRequest(format!(
-            "subject id {id:?} must be 1-128 characters of [A-Za-z0-9._:@-]"
+            "subject id {id:?} must be 1-128 characters of [A-Za-z0-9._:@-], and not `.` or `..`"
         )))
     }
 }

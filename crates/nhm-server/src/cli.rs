@@ -121,6 +121,12 @@ pub fn seeded_subject_id(i: u64) -> String {
     format!("s{i:07}")
 }
 
+/// A token name when the user gives none: the role and eight random hex digits, so that two
+/// tokens made in a row never share a name (the audit and the token file tell them apart).
+pub fn default_token_name(role: Role) -> String {
+    format!("{role:?}-{}", &nhm_template::Key::random().fingerprint()[..8]).to_lowercase()
+}
+
 /// Runs `nhm serve` (or one of its subcommands).
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     match args.command {
@@ -131,15 +137,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .context("serving")
         }
         Some(ServeCommand::Token(TokenCommand::New { role, tokens, name })) => {
-            let name = name.unwrap_or_else(|| {
-                format!(
-                    "{role:?}-{}",
-                    std::time::SystemTime::now()
-                        .elapsed()
-                        .map_or(0, |d| d.as_nanos() % 100_000)
-                )
-                .to_lowercase()
-            });
+            let name = name.unwrap_or_else(|| default_token_name(role));
             let token = new_token(&tokens, &name, role)
                 .with_context(|| format!("adding a token to {}", tokens.display()))?;
             eprintln!(
@@ -216,4 +214,19 @@ pub async fn seed_gallery(config: &Config, data: &std::path::Path, n: u64, seed:
     }
     eprintln!("seeded {n} subjects (seed {seed})");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_token_names_do_not_collide() {
+        let names: std::collections::HashSet<String> =
+            (0..50).map(|_| default_token_name(Role::Verify)).collect();
+        assert_eq!(names.len(), 50);
+        assert!(names
+            .iter()
+            .all(|n| n.starts_with("verify-") && n.len() == "verify-".len() + 8));
+    }
 }

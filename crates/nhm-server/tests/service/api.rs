@@ -508,3 +508,47 @@ async fn openapi_and_metrics() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn bearer_scheme_is_case_insensitive_and_dot_ids_are_refused() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+    let s = service().await;
+    let body = json!({ "templates": [template(1).to_base64()] }).to_string();
+    for (i, scheme) in ["bearer", "BEARER", "Bearer", "bEaReR"].iter().enumerate() {
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("/v1/subjects/case{i}/templates"))
+            .header("authorization", format!("{scheme} {ENROL}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.clone()))
+            .unwrap();
+        let resp = s.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "scheme {scheme}");
+    }
+    // Another scheme, or no token after the scheme: unauthorized.
+    for value in ["Basic abc", "Bearer", "Bearertok"] {
+        let req = Request::builder()
+            .method("GET")
+            .uri("/v1/subjects")
+            .header("authorization", value)
+            .body(Body::empty())
+            .unwrap();
+        let resp = s.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{value}");
+    }
+    let before = s.state.subjects();
+    for id in [".", ".."] {
+        let r = call(
+            &s.app,
+            "POST",
+            &format!("/v1/subjects/{id}/templates"),
+            Some(ENROL),
+            Some(body.clone()),
+        )
+        .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    assert_eq!(s.state.subjects(), before);
+}
