@@ -676,8 +676,8 @@ pub async fn metrics(
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
-/// The OpenAPI document of this API (any valid token).
-pub async fn openapi_json(_caller: Caller) -> Json<utoipa::openapi::OpenApi> {
+/// The OpenAPI document of this API: public, as API documents are (it holds no secret).
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 

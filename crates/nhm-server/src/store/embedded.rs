@@ -45,6 +45,17 @@ impl EmbeddedStore {
         })?;
         let path = dir.join(DB_FILE);
         let db = Database::create(&path).map_err(emb("open database"))?;
+        // Templates are protected, but still personal data: the file is the owner's alone.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+                Error::Io {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
         let tx = db.begin_write().map_err(emb("begin write"))?;
         tx.open_table(SUBJECTS).map_err(emb("create table"))?;
         tx.open_table(META).map_err(emb("create table"))?;

@@ -89,6 +89,13 @@ async fn embedded_store_suite() {
     // Everything survives reopening.
     let store = EmbeddedStore::open(dir.path()).unwrap();
     assert_eq!(store.count().await.unwrap(), 22);
+    // The database file is readable by its owner only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(store.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "nhm.redb mode {:o}", mode & 0o777);
+    }
 }
 
 /// Prints past the test harness's output capture, so a skip is seen even when tests pass.
