@@ -201,6 +201,25 @@ impl Config {
         self.store != "embedded"
     }
 
+    /// Checks that a decision threshold can tell anyone apart under this configuration's
+    /// hashmap kind: a score that unrelated templates reach about half the time (0.5 for binary
+    /// hashmaps, half of the bits agreeing; 0 for the cosine of dense ones) or less accepts
+    /// impostors wholesale, and a score above 1 accepts nobody.
+    pub fn check_threshold(&self, t: &Threshold) -> Result<()> {
+        let chance = match self.kind {
+            HashmapKind::Binary => 0.5,
+            HashmapKind::Dense => 0.0,
+        };
+        if !(t.score.is_finite() && t.score > chance && t.score <= 1.0) {
+            return Err(Error::Config(format!(
+                "threshold score {} is outside ({chance}, 1]: at or below {chance} unrelated {} hashmaps match \
+                 (about half of them or more), above 1 nothing does",
+                t.score, self.kind
+            )));
+        }
+        Ok(())
+    }
+
     /// The threshold given by the configuration (inline or from its file), if any.
     pub fn load_threshold(&self) -> Result<Option<Threshold>> {
         if let Some(t) = &self.threshold {

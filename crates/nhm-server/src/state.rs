@@ -77,6 +77,9 @@ impl AppState {
                 None => None,
             },
         };
+        if let Some(t) = &threshold {
+            config.check_threshold(t)?;
+        }
         let seq = store.latest_change().await?;
         let mut index = Index::new(config.kind, config.dim);
         for s in store.load_all().await? {
