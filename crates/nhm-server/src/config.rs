@@ -22,6 +22,8 @@
 //! max_identify_k = 100
 //! body_limit_bytes = 1048576
 //! request_timeout_ms = 10000
+//! header_read_timeout_ms = 5000  # a request head must arrive within this (slow clients are cut off)
+//! max_connections = 1024         # open connections at once; more are closed on accept
 //! metrics_public = false         # true: /metrics needs no token
 //! [tls]                          # optional: serve HTTPS with rustls
 //! cert = "cert.pem"
@@ -109,6 +111,12 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// Request timeout in milliseconds (408 after).
     pub request_timeout_ms: u64,
+    /// A connection must deliver a request's head (request line and headers) within this many
+    /// milliseconds, or it is closed: half-sent requests cannot hold connections open (plain HTTP).
+    pub header_read_timeout_ms: u64,
+    /// Most connections open at once; a connection accepted above it is closed at once, so slow
+    /// or idle clients cannot exhaust file descriptors (plain HTTP).
+    pub max_connections: usize,
     /// Serve /metrics without a token.
     pub metrics_public: bool,
     /// HTTPS.
@@ -137,6 +145,8 @@ impl Default for Config {
             max_identify_k: 100,
             body_limit_bytes: 1 << 20,
             request_timeout_ms: 10_000,
+            header_read_timeout_ms: 5_000,
+            max_connections: 1024,
             metrics_public: false,
             tls: None,
         }
@@ -186,6 +196,11 @@ impl Config {
         if self.max_templates_per_subject == 0 || self.max_identify_k == 0 || self.body_limit_bytes == 0 {
             return Err(Error::Config(
                 "max_templates_per_subject, max_identify_k and body_limit_bytes must be positive".into(),
+            ));
+        }
+        if self.header_read_timeout_ms == 0 || self.max_connections == 0 {
+            return Err(Error::Config(
+                "header_read_timeout_ms and max_connections must be positive".into(),
             ));
         }
         if self.threshold.is_some() && self.threshold_file.is_some() {

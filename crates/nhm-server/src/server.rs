@@ -72,12 +72,81 @@ async fn shutdown_signal() {
 /// Serves `state` over plain HTTP on an already bound listener until the task is dropped
 /// (for embedding the service in tests and other programs).
 pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState) -> Result<()> {
-    axum::serve(listener, crate::api::app(state))
-        .await
-        .map_err(|source| Error::Io {
-            path: "serve".into(),
-            source,
-        })
+    let limits = ConnectionLimits::of(state.config());
+    serve_http(listener, crate::api::app(state), limits, std::future::pending()).await
+}
+
+/// What one plain-HTTP listener allows its clients (from [`Config`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// A request's head must arrive within this.
+    pub header_read_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+}
+
+impl ConnectionLimits {
+    /// The limits a configuration sets.
+    pub fn of(config: &Config) -> Self {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+            max_connections: config.max_connections,
+        }
+    }
+}
+
+/// Serves `app` over plain HTTP/1.1 and HTTP/2 until `shutdown` completes, then lets the open
+/// connections finish. Unlike `axum::serve` it bounds what slow clients can hold: a connection
+/// that has not sent a request head within the header timeout is closed, and connections above
+/// the cap are closed as soon as they are accepted (the client sees a reset, not a hang).
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors or a reset before accept: wait a little, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = limits.max_connections, "connection limit reached: closing");
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+            drop(permit);
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Serves until SIGINT/SIGTERM. Prints `listening on ADDR` (the real port when `bind` asks for
@@ -99,6 +168,7 @@ pub async fn serve(config: Config, bind: &str, data_dir: &Path) -> Result<()> {
             }
         });
     }
+    let limits = ConnectionLimits::of(state.config());
     let app = crate::api::app(state);
     let listener = std::net::TcpListener::bind(bind).map_err(|source| Error::Io {
         path: format!("bind {bind}").into(),
@@ -119,13 +189,7 @@ pub async fn serve(config: Config, bind: &str, data_dir: &Path) -> Result<()> {
                 path: "socket".into(),
                 source,
             })?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .map_err(|source| Error::Io {
-                    path: "serve".into(),
-                    source,
-                })
+            serve_http(listener, app, limits, shutdown_signal()).await
         }
         Some(tls) => {
             let _ = rustls::crypto::ring::default_provider().install_default();

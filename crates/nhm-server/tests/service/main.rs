@@ -3,4 +3,5 @@
 
 mod api;
 mod common;
+mod limits;
 mod store;
