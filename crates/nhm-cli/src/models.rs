@@ -11,12 +11,15 @@ pub const FINGERPRINT_MODEL: &str = "fingerprint";
 /// The folders searched for shipped models, in order: `$NHM_MODELS`, `./models`, and the
 /// `models/` of the source tree this binary was built from.
 pub fn model_roots() -> Vec<PathBuf> {
-    let mut roots = Vec::new();
-    if let Some(dir) = std::env::var_os("NHM_MODELS") {
-        roots.push(PathBuf::from(dir));
-    }
-    roots.push(PathBuf::from("models"));
-    roots.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+    search_path("NHM_MODELS", "models", "../../models")
+}
+
+/// A folder looked for in order: the environment variable `var`, `from_cwd` relative to the
+/// working directory, `from_source` relative to this crate's source folder.
+fn search_path(var: &str, from_cwd: &str, from_source: &str) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = std::env::var_os(var).map(PathBuf::from).into_iter().collect();
+    roots.push(PathBuf::from(from_cwd));
+    roots.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(from_source));
     roots
 }
 
@@ -47,11 +50,7 @@ pub fn default_fingerprint_model() -> Result<PathBuf> {
 /// else `../shared/data` from the working directory, else beside the source tree this binary was
 /// built from. `None` when none exists.
 pub fn shared_data_root() -> Option<PathBuf> {
-    let mut roots = Vec::new();
-    if let Some(dir) = std::env::var_os("NHM_DATA") {
-        roots.push(PathBuf::from(dir));
-    }
-    roots.push(PathBuf::from("../shared/data"));
-    roots.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    roots.into_iter().find(|r| r.is_dir())
+    search_path("NHM_DATA", "../shared/data", "../../../shared/data")
+        .into_iter()
+        .find(|r| r.is_dir())
 }

@@ -54,7 +54,7 @@ pub struct DataArgs {
 /// Parses a sensor resolution: a number of dots per inch between 100 and 5000.
 pub fn parse_dpi(s: &str) -> std::result::Result<f32, String> {
     let v: f32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if v.is_finite() && (100.0..=5000.0).contains(&v) {
+    if nhm_data::input::is_sensor_resolution(v) {
         Ok(v)
     } else {
         Err(format!("{v} dpi is not a sensor resolution (100 to 5000)"))

@@ -24,7 +24,7 @@ use image::GrayImage;
 use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::singular::{reference_core, singular_points};
-use crate::fingerprint::{analyse, FrontEnd, BACKGROUND};
+use crate::fingerprint::{analyse, features, FrontEnd, FrontEndParams, BACKGROUND};
 use crate::preprocess::{crop_around, fit, print_centre, Fit, FIT_FILTER};
 
 /// What kind of biometric a model reads: decides which preprocessing applies.
@@ -78,6 +78,12 @@ pub enum DpiSource {
     RidgeEstimate,
 }
 
+/// Whether `dpi` is a resolution a sensor scans at (finite, 100 to 5000 dpi): what `--dpi` and
+/// [`Resolution::resolve`] accept.
+pub fn is_sensor_resolution(dpi: f32) -> bool {
+    dpi.is_finite() && (100.0..=5000.0).contains(&dpi)
+}
+
 /// A sample's resolution and where it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Resolution {
@@ -96,7 +102,7 @@ impl Resolution {
         user: Option<f32>,
         estimate: impl FnOnce() -> Option<f32>,
     ) -> Option<Resolution> {
-        let plausible = |d: &f32| d.is_finite() && (100.0..=5000.0).contains(d);
+        let plausible = |d: &f32| is_sensor_resolution(*d);
         if let Some(dpi) = metadata.filter(plausible) {
             return Some(Resolution {
                 dpi,
@@ -277,37 +283,41 @@ impl InputSpec {
             }
             _ => img,
         };
-        // One analysis serves both the front end and the core search.
-        let needs_analysis =
-            self.front_end.is_some() || (self.centre == CropCentre::Core && self.roi.is_some());
-        let analysis = if needs_analysis {
-            let params = self
-                .front_end
-                .as_ref()
-                .map(|f| f.params.clone())
-                .unwrap_or_default();
-            analyse(at_scale, &params).ok()
-        } else {
-            None
-        };
+        // The front end's analysis serves the core search too; without a front end only the
+        // stages the orientation field needs run (no Gabor filtering).
+        let wants_core = self.centre == CropCentre::Core && self.roi.is_some();
+        let mut field = None;
         let enhanced;
-        let at_scale = match (&self.front_end, &analysis) {
-            (Some(_), Some(a)) => &a.enhanced,
-            (Some(_), None) => {
-                enhanced =
-                    GrayImage::from_pixel(at_scale.width(), at_scale.height(), image::Luma([BACKGROUND]));
+        let at_scale = match &self.front_end {
+            Some(fe) => {
+                enhanced = match analyse(at_scale, &fe.params) {
+                    Ok(a) => {
+                        field = Some((a.orientation, a.block_mask));
+                        a.enhanced
+                    }
+                    Err(_) => {
+                        GrayImage::from_pixel(at_scale.width(), at_scale.height(), image::Luma([BACKGROUND]))
+                    }
+                };
                 &enhanced
             }
-            (None, _) => at_scale,
+            None => {
+                if wants_core {
+                    field = features(at_scale, &FrontEndParams::default())
+                        .ok()
+                        .map(|f| (f.orientation.angle, f.block_mask));
+                }
+                at_scale
+            }
         };
         match self.roi {
             Some(side) => {
-                let centre = match (self.centre, &analysis) {
-                    (CropCentre::Core, Some(a)) => {
-                        let near = print_centre(at_scale);
-                        reference_core(&singular_points(&a.orientation, &a.block_mask), near).unwrap_or(near)
+                let near = print_centre(at_scale);
+                let centre = match (&field, wants_core) {
+                    (Some((orientation, mask)), true) => {
+                        reference_core(&singular_points(orientation, mask), near).unwrap_or(near)
                     }
-                    _ => print_centre(at_scale),
+                    _ => near,
                 };
                 fit(&crop_around(at_scale, centre, side), self.size, self.fit)
             }

@@ -61,6 +61,11 @@ impl ClientPipeline {
         self
     }
 
+    /// The resolution assumed for files whose header carries none, if the user gave one.
+    pub fn user_dpi(&self) -> Option<f32> {
+        self.user_dpi
+    }
+
     /// The encoder, with its input contract.
     pub fn encoder(&self) -> &Encoder {
         &self.encoder

@@ -75,16 +75,12 @@ pub struct Input {
 
 /// Reads image files or one dataset folder, each brought to the model's input under its
 /// checkpoint's contract.
-pub fn read_inputs(
-    inputs: &[PathBuf],
-    pipeline: &ClientPipeline,
-    user_dpi: Option<f32>,
-) -> Result<Vec<Input>> {
+pub fn read_inputs(inputs: &[PathBuf], pipeline: &ClientPipeline) -> Result<Vec<Input>> {
     if let [dir] = inputs {
         if dir.is_dir() {
             let opts = LoadOptions {
                 input: pipeline.encoder().input().clone(),
-                user_dpi,
+                user_dpi: pipeline.user_dpi(),
                 ..Default::default()
             };
             let ds =
@@ -167,7 +163,7 @@ pub fn run(args: Args) -> Result<()> {
     let pipeline = ClientPipeline::load(&model, &key, args.hashmap_dim.map(|h| h as usize), args.kind)
         .with_context(|| format!("loading the encoder from {}", model.display()))?
         .with_user_dpi(args.dpi);
-    let samples = read_inputs(&args.inputs, &pipeline, args.dpi)?;
+    let samples = read_inputs(&args.inputs, &pipeline)?;
     let pb = crate::progress::bar(samples.len() as u64, "encode");
     let mut out = Vec::new();
     for chunk in samples.chunks(64) {

@@ -93,13 +93,9 @@ pub struct Args {
     crop_centre: Option<CropCentre>,
 }
 
-/// The input contract of the model being trained: flags first, then the starting checkpoint's,
-/// then the whole frame at the encoder's input size.
-fn input_spec(args: &Args, enc: &EncoderConfig) -> anyhow::Result<InputSpec> {
-    let inherited = match &args.init {
-        Some(dir) => Some(Encoder::load(dir)?.input().clone()),
-        None => None,
-    };
+/// The input contract of the model being trained: flags first, then the starting checkpoint's
+/// (`inherited`), then the whole frame at the encoder's input size.
+fn input_spec(args: &Args, enc: &EncoderConfig, inherited: Option<InputSpec>) -> anyhow::Result<InputSpec> {
     let size = enc.input_size as u32;
     let mut spec = match inherited {
         Some(s) if s.size == size => s,
@@ -133,20 +129,25 @@ const DEFAULT_SCAN_DPI: f32 = 500.0;
 /// Runs `nhm train`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let enc = match (&args.model, &args.init) {
+    // The starting checkpoint, read once: its architecture and input contract are the defaults.
+    let init = match &args.init {
+        Some(dir) => Some(
+            Encoder::load(dir)
+                .with_context(|| format!("reading the starting checkpoint {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let enc = match (&args.model, &init) {
         (Some(p), _) => EncoderConfig::from_toml_file(p)
             .with_context(|| format!("reading model config {}", p.display()))?,
         // Fine-tuning without --model: the architecture the starting weights were trained with.
-        (None, Some(dir)) => Encoder::load(dir)
-            .with_context(|| format!("reading the starting checkpoint {}", dir.display()))?
-            .config()
-            .clone(),
+        (None, Some(e)) => e.config().clone(),
         (None, None) => {
             EncoderConfig::from_toml_str(ENCODER_SMALL_TOML, Path::new("configs/encoder-small.toml"))?
         }
     };
     let mut cfg = train_config(&args)?;
-    let spec = input_spec(&args, &enc)?;
+    let spec = input_spec(&args, &enc, init.map(|e| e.input().clone()))?;
     cfg.input = Some(spec.clone());
     let all = args.data.load(&spec)?;
     let mut splits = args.data.split(&all)?;
