@@ -335,6 +335,35 @@ fn bad_scale_flags_are_refused_by_every_command_that_takes_them() {
             vec!["train", "--front-end", "sharpen", "--out", "never"],
             "sharpen",
         ),
+        (vec!["eval", "--model", "m", "--crop-centre", "middle"], "middle"),
+        (
+            vec![
+                "dataset",
+                "resample",
+                "/no/such/set",
+                "--from-dpi",
+                "500",
+                "--to-dpi",
+                "569",
+                "--out",
+                "never",
+            ],
+            "/no/such/set",
+        ),
+        (
+            vec![
+                "dataset",
+                "resample",
+                s(&db1),
+                "--from-dpi",
+                "500",
+                "--to-dpi",
+                "50",
+                "--out",
+                "never",
+            ],
+            "50 dpi",
+        ),
     ] {
         let o = nhm(&args);
         assert!(!o.status.success(), "{args:?}");
