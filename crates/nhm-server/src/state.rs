@@ -135,7 +135,16 @@ impl AppState {
     /// Re-reads subjects changed in the store by other replicas; returns how many.
     pub async fn sync_from_store(&self) -> Result<usize> {
         let since = self.inner.change_seq.load(Ordering::Acquire);
-        let (last, changed) = self.inner.store.changes_since(since).await?;
+        let batch = self.inner.store.changes_since(since).await?;
+        let last = batch.last;
+        let changed: Vec<String> = batch
+            .changes
+            .into_iter()
+            .filter_map(|c| match c {
+                crate::store::Change::Subject(s) => Some(s),
+                _ => None,
+            })
+            .collect();
         if changed.is_empty() {
             return Ok(0);
         }

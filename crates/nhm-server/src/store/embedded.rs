@@ -7,11 +7,15 @@ use std::sync::Arc;
 use nhm_template::Hashmap;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::{decode_record, encode_record, merge, StoredSubject, SubjectInfo, TemplateStore, WriteMode};
+use super::{
+    decode_record, encode_record, merge, AttemptState, StoredSubject, SubjectInfo, TemplateStore, WriteMode,
+};
 use crate::error::{Error, Result};
 
 const SUBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("subjects");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// Attempt counters by key: [`AttemptState::to_bytes`].
+const ATTEMPTS: TableDefinition<&str, &[u8]> = TableDefinition::new("attempts");
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "nhm.redb";
@@ -59,6 +63,7 @@ impl EmbeddedStore {
         let tx = db.begin_write().map_err(emb("begin write"))?;
         tx.open_table(SUBJECTS).map_err(emb("create table"))?;
         tx.open_table(META).map_err(emb("create table"))?;
+        tx.open_table(ATTEMPTS).map_err(emb("create table"))?;
         tx.commit().map_err(emb("commit"))?;
         Ok(EmbeddedStore {
             db: Arc::new(db),
@@ -77,6 +82,18 @@ impl EmbeddedStore {
     ) -> Result<T> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db)).await?
+    }
+}
+
+fn read_attempts(t: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<Option<AttemptState>> {
+    match t.get(key).map_err(emb("get"))? {
+        Some(v) => AttemptState::from_bytes(v.value())
+            .map(Some)
+            .ok_or_else(|| Error::CorruptRecord {
+                subject: key.to_owned(),
+                reason: "attempt counter of the wrong length".into(),
+            }),
+        None => Ok(None),
     }
 }
 
@@ -225,6 +242,99 @@ impl TemplateStore for EmbeddedStore {
             }
             tx.commit().map_err(emb("commit"))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn record_failure(&self, key: &str, max: u32, lock_secs: u64, now: u64) -> Result<AttemptState> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(emb("begin write"))?;
+            let state = {
+                let mut t = tx.open_table(ATTEMPTS).map_err(emb("open table"))?;
+                let state = read_attempts(&t, &key)?
+                    .unwrap_or_default()
+                    .after_failure(max, lock_secs, now);
+                t.insert(key.as_str(), state.to_bytes().as_slice())
+                    .map_err(emb("insert"))?;
+                state
+            };
+            tx.commit().map_err(emb("commit"))?;
+            Ok(state)
+        })
+        .await
+    }
+
+    async fn clear_attempts(&self, key: &str) -> Result<()> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(emb("begin write"))?;
+            tx.open_table(ATTEMPTS)
+                .map_err(emb("open table"))?
+                .remove(key.as_str())
+                .map_err(emb("remove"))?;
+            tx.commit().map_err(emb("commit"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn attempt_state(&self, key: &str) -> Result<Option<AttemptState>> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(emb("begin read"))?;
+            let t = tx.open_table(ATTEMPTS).map_err(emb("open table"))?;
+            read_attempts(&t, &key)
+        })
+        .await
+    }
+
+    async fn load_attempts(&self, now: u64) -> Result<Vec<(String, AttemptState)>> {
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(emb("begin read"))?;
+            let t = tx.open_table(ATTEMPTS).map_err(emb("open table"))?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(emb("iter"))? {
+                let (k, v) = item.map_err(emb("iter"))?;
+                let Some(state) = AttemptState::from_bytes(v.value()) else {
+                    return Err(Error::CorruptRecord {
+                        subject: k.value().to_owned(),
+                        reason: "attempt counter of the wrong length".into(),
+                    });
+                };
+                let expired = state.locked_until != 0 && state.locked_until <= now;
+                if !expired {
+                    out.push((k.value().to_owned(), state));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn prune(&self, now: u64, keep_secs: u64) -> Result<u64> {
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(emb("begin write"))?;
+            let mut gone = 0;
+            {
+                let mut t = tx.open_table(ATTEMPTS).map_err(emb("open table"))?;
+                let horizon = now.saturating_sub(keep_secs);
+                let stale: Vec<String> = t
+                    .iter()
+                    .map_err(emb("iter"))?
+                    .filter_map(|item| {
+                        let (k, v) = item.ok()?;
+                        let s = AttemptState::from_bytes(v.value())?;
+                        (s.locked_until != 0 && s.locked_until <= horizon).then(|| k.value().to_owned())
+                    })
+                    .collect();
+                for k in stale {
+                    t.remove(k.as_str()).map_err(emb("remove"))?;
+                    gone += 1;
+                }
+            }
+            tx.commit().map_err(emb("commit"))?;
+            Ok(gone)
         })
         .await
     }

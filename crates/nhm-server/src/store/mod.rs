@@ -84,15 +84,112 @@ pub trait TemplateStore: Send + Sync + 'static {
     async fn get_meta(&self, key: &str) -> Result<Option<String>>;
     /// Stores a configuration value durably.
     async fn put_meta(&self, key: &str, value: &str) -> Result<()>;
-    /// Subjects changed after change number `seq`, and the latest change number; lets replicas
-    /// sharing one store refresh their in-memory galleries. Single-process stores have none.
-    async fn changes_since(&self, seq: u64) -> Result<(u64, Vec<String>)> {
-        let _ = seq;
-        Ok((0, Vec::new()))
+    /// What other replicas changed after change-log position `seq`, in commit order: a change
+    /// that committed is never behind a position already handed out. Single-process stores have
+    /// no other writers and report nothing.
+    async fn changes_since(&self, seq: u64) -> Result<ChangeBatch> {
+        Ok(ChangeBatch {
+            last: seq,
+            ..ChangeBatch::default()
+        })
     }
-    /// The latest change number (taken before loading the gallery at start).
+    /// The latest change-log position (taken before loading the gallery at start).
     async fn latest_change(&self) -> Result<u64> {
         Ok(0)
+    }
+    /// Whether other processes write to this store too (replicas): then shared state such as
+    /// attempt counters must be re-read before it is trusted.
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// Counts one failed attempt on `key` at `now` (Unix seconds), atomically across replicas,
+    /// and returns the new state. A lock that has expired is cleared first (a fresh budget); the
+    /// count reaching `max` locks the key until `now + lock_secs`. Durable before it returns.
+    async fn record_failure(&self, key: &str, max: u32, lock_secs: u64, now: u64) -> Result<AttemptState>;
+    /// Forgets `key`'s failures and lock (a success, a re-enrolment, a revocation).
+    async fn clear_attempts(&self, key: &str) -> Result<()>;
+    /// The stored state of `key`; `None` when it has neither failures nor a lock.
+    async fn attempt_state(&self, key: &str) -> Result<Option<AttemptState>>;
+    /// Every key with failures, or with a lock not yet expired at `now` (loaded at start).
+    async fn load_attempts(&self, now: u64) -> Result<Vec<(String, AttemptState)>>;
+    /// Drops change-log entries older than `keep_secs` before `now` and attempt rows whose lock
+    /// expired that long ago; returns how many rows went. A replica whose position was pruned
+    /// away is told to reload ([`ChangeBatch::reload`]).
+    async fn prune(&self, now: u64, keep_secs: u64) -> Result<u64> {
+        let _ = (now, keep_secs);
+        Ok(0)
+    }
+}
+
+/// One change in the store's change log (what a replica must re-read).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Change {
+    /// A subject was written or deleted.
+    Subject(String),
+    /// A meta value was written (the threshold, for example).
+    Meta(String),
+    /// An attempt counter changed (a failure, a lockout, a reset).
+    Attempts(String),
+}
+
+/// The changes after a change-log position.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeBatch {
+    /// The position to ask from next time.
+    pub last: u64,
+    /// The changes in commit order (a key may repeat).
+    pub changes: Vec<Change>,
+    /// The log no longer reaches back to the position asked for (it was pruned): the replica
+    /// must reload everything, then continue from `last`.
+    pub reload: bool,
+}
+
+/// The failed-attempt state of one key (a subject, or a caller of identify).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttemptState {
+    /// Consecutive failures since the last success or the end of the last lock.
+    pub failures: u32,
+    /// Unix seconds until which the key is locked; 0 when it is not.
+    pub locked_until: u64,
+}
+
+impl AttemptState {
+    /// Whether the key is locked at `now` (Unix seconds).
+    pub fn is_locked(&self, now: u64) -> bool {
+        self.locked_until > now
+    }
+
+    /// The state after one more failure at `now` ([`TemplateStore::record_failure`]'s rule, for
+    /// stores that apply it in their own transaction).
+    pub fn after_failure(self, max: u32, lock_secs: u64, now: u64) -> AttemptState {
+        let mut s = if self.locked_until != 0 && self.locked_until <= now {
+            AttemptState::default()
+        } else {
+            self
+        };
+        s.failures = s.failures.saturating_add(1);
+        if s.failures >= max.max(1) && s.locked_until == 0 {
+            s.locked_until = now.saturating_add(lock_secs);
+        }
+        s
+    }
+
+    /// Encodes as failures u32 | locked_until u64, little-endian (the stores' row format).
+    pub(crate) fn to_bytes(self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[..4].copy_from_slice(&self.failures.to_le_bytes());
+        b[4..].copy_from_slice(&self.locked_until.to_le_bytes());
+        b
+    }
+
+    /// Decodes [`AttemptState::to_bytes`]; `None` when the length is wrong.
+    pub(crate) fn from_bytes(b: &[u8]) -> Option<AttemptState> {
+        let failures = u32::from_le_bytes(b.get(..4)?.try_into().ok()?);
+        let locked_until = u64::from_le_bytes(b.get(4..12)?.try_into().ok()?);
+        (b.len() == 12).then_some(AttemptState {
+            failures,
+            locked_until,
+        })
     }
 }
 
@@ -178,5 +275,34 @@ pub(crate) fn merge(
             },
             templates,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AttemptState;
+
+    #[test]
+    fn failures_lock_at_max_and_an_expired_lock_gives_a_fresh_budget() {
+        let mut s = AttemptState::default();
+        for i in 1..=3 {
+            s = s.after_failure(3, 60, 100);
+            assert_eq!(s.failures, i);
+        }
+        assert_eq!(s.locked_until, 160);
+        assert!(s.is_locked(159) && !s.is_locked(160));
+        // A failure while locked keeps the lock's end (no extension by hammering).
+        let again = s.after_failure(3, 60, 150);
+        assert_eq!(again.locked_until, 160);
+        let fresh = s.after_failure(3, 60, 161);
+        assert_eq!(fresh, AttemptState { failures: 1, locked_until: 0 });
+    }
+
+    #[test]
+    fn attempt_state_round_trips_and_rejects_wrong_lengths() {
+        let s = AttemptState { failures: 7, locked_until: 1 << 40 };
+        assert_eq!(AttemptState::from_bytes(&s.to_bytes()), Some(s));
+        assert_eq!(AttemptState::from_bytes(&[0; 11]), None);
+        assert_eq!(AttemptState::from_bytes(&[0; 13]), None);
     }
 }

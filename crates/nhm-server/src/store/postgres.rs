@@ -9,7 +9,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use nhm_template::Hashmap;
 use tokio_postgres::NoTls;
 
-use super::{decode_record, encode_record, merge, StoredSubject, SubjectInfo, TemplateStore, WriteMode};
+use super::{
+    decode_record, encode_record, merge, AttemptState, ChangeBatch, StoredSubject, SubjectInfo, TemplateStore,
+    WriteMode,
+};
 use crate::error::{Error, Result};
 
 /// The migrations, in order: (version, SQL).
@@ -316,7 +319,7 @@ impl TemplateStore for PostgresStore {
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
-    async fn changes_since(&self, seq: u64) -> Result<(u64, Vec<String>)> {
+    async fn changes_since(&self, seq: u64) -> Result<ChangeBatch> {
         let c = self.client().await?;
         let rows = c
             .query(
@@ -325,13 +328,39 @@ impl TemplateStore for PostgresStore {
             )
             .await
             .map_err(pg("read changes"))?;
-        let mut last = seq;
-        let mut subjects = Vec::with_capacity(rows.len());
+        let mut batch = ChangeBatch {
+            last: seq,
+            ..ChangeBatch::default()
+        };
         for r in &rows {
-            last = last.max(r.get::<_, i64>(0).max(0) as u64);
-            subjects.push(r.get::<_, String>(1));
+            batch.last = batch.last.max(r.get::<_, i64>(0).max(0) as u64);
+            batch.changes.push(super::Change::Subject(r.get::<_, String>(1)));
         }
-        Ok((last, subjects))
+        Ok(batch)
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn record_failure(&self, key: &str, max: u32, lock_secs: u64, now: u64) -> Result<AttemptState> {
+        let _ = (key, max, lock_secs, now);
+        Err(Error::Config("attempt counters are not implemented for PostgreSQL yet".into()))
+    }
+
+    async fn clear_attempts(&self, key: &str) -> Result<()> {
+        let _ = key;
+        Ok(())
+    }
+
+    async fn attempt_state(&self, key: &str) -> Result<Option<AttemptState>> {
+        let _ = key;
+        Ok(None)
+    }
+
+    async fn load_attempts(&self, now: u64) -> Result<Vec<(String, AttemptState)>> {
+        let _ = now;
+        Ok(Vec::new())
     }
 }
 
