@@ -25,7 +25,7 @@ SEED=${SEED:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release -p nhm-server >&2
+cargo build --release -p nhm-cli --bin nhm-server >&2
 BIN=$ROOT/target/release/nhm-server
 
 WORK=$(mktemp -d)

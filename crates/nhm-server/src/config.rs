@@ -7,7 +7,9 @@
 //! postgres_schema = "public"     # schema holding the tables (PostgreSQL only)
 //! postgres_pool_size = 16
 //! tokens = "tokens.toml"         # bearer tokens (hashes only); see `nhm serve token new`
-//! pepper_key = "/etc/nhm/pepper.key"  # server pepper: keep it OUTSIDE the store/data dir
+//! pepper = true                 # pepper templates; without pepper_key one is generated on
+//!                                # first start as DATA/pepper.key (0600)
+//! pepper_key = "/etc/nhm/pepper.key"  # server pepper: best kept outside the data dir and its backups
 //! threshold_file = "threshold.json"   # a `Threshold` as written by `nhm eval`
 //! # or inline: [threshold] score = 0.73, target_fmr = 0.001, measured_fmr = 0.0009, impostor_comparisons = 100000
 //! kind = "binary"                # or "dense"
@@ -16,14 +18,20 @@
 //! return_scores = false          # send similarity scores to clients (helps hill-climbing: off by default)
 //! relay_enabled = false          # GET /v1/relay/negatives (federated training)
 //! relay_max_n = 256
-//! max_failed_attempts = 5        # consecutive failed verifications before a lockout (NIST SP 800-63B)
+//! max_failed_attempts = 5        # consecutive failed verifications of a subject before a lockout
 //! lockout_secs = 900
+//! identify_max_failed_attempts = 100  # consecutive identifications finding nobody, per token
+//! identify_lockout_secs = 900
+//! audit_log = "audit.jsonl"      # the audit trail (default DATA/audit.jsonl)
+//! change_log_keep_secs = 86400   # replicas: change-log entries older than this are pruned
+//! sync_interval_ms = 1000        # replicas: how often each reads the others' changes
+//! max_uri_bytes = 8192           # longer request URIs get 414
 //! max_templates_per_subject = 32
 //! max_identify_k = 100
 //! body_limit_bytes = 1048576
 //! request_timeout_ms = 10000
 //! header_read_timeout_ms = 5000  # a request head must arrive within this (slow clients are cut off)
-//! max_connections = 1024         # open connections at once; more are closed on accept
+//! max_connections = 8192         # open connections at once; more are closed on accept
 //! metrics_public = false         # true: /metrics needs no token
 //! [tls]                          # optional: serve HTTPS with rustls
 //! cert = "cert.pem"
@@ -81,6 +89,9 @@ pub struct Config {
     pub postgres_pool_size: usize,
     /// Tokens file; without one every request but /healthz is refused.
     pub tokens: Option<PathBuf>,
+    /// Whether templates are peppered. With `pepper_key` unset, a pepper is generated on the
+    /// first start of an empty store (`DATA/pepper.key`, mode 0600).
+    pub pepper: bool,
     /// Key file of the server pepper.
     pub pepper_key: Option<PathBuf>,
     /// Decision threshold, inline.
@@ -103,6 +114,20 @@ pub struct Config {
     pub max_failed_attempts: u32,
     /// Lockout length in seconds.
     pub lockout_secs: u64,
+    /// Consecutive identifications by one token that found nobody before the token is locked
+    /// (NIST SP 800-63B §5.2.2 allows at most 100 consecutive failures on one account).
+    pub identify_max_failed_attempts: u32,
+    /// Identify lockout length in seconds.
+    pub identify_lockout_secs: u64,
+    /// The audit trail file (JSON lines, 0600); `nhm serve` defaults it to `DATA/audit.jsonl`.
+    pub audit_log: Option<PathBuf>,
+    /// Change-log entries (replicas) and expired lockouts older than this are pruned; a replica
+    /// that was away longer reloads its gallery.
+    pub change_log_keep_secs: u64,
+    /// How often a replica applies the other replicas' changes, in milliseconds.
+    pub sync_interval_ms: u64,
+    /// Longest request URI (path and query) accepted, in bytes (414 above).
+    pub max_uri_bytes: usize,
     /// Most templates one subject may hold.
     pub max_templates_per_subject: usize,
     /// Largest `k` accepted by identify.
@@ -130,6 +155,7 @@ impl Default for Config {
             postgres_schema: "public".into(),
             postgres_pool_size: 16,
             tokens: None,
+            pepper: true,
             pepper_key: None,
             threshold: None,
             threshold_file: None,
@@ -141,12 +167,18 @@ impl Default for Config {
             relay_max_n: 256,
             max_failed_attempts: 5,
             lockout_secs: 900,
+            identify_max_failed_attempts: 100,
+            identify_lockout_secs: 900,
+            audit_log: None,
+            change_log_keep_secs: 86_400,
+            sync_interval_ms: 1_000,
+            max_uri_bytes: 8_192,
             max_templates_per_subject: 32,
             max_identify_k: 100,
             body_limit_bytes: 1 << 20,
             request_timeout_ms: 10_000,
             header_read_timeout_ms: 5_000,
-            max_connections: 1024,
+            max_connections: 8192,
             metrics_public: false,
             tls: None,
         }
@@ -173,6 +205,7 @@ impl Config {
         fix(&mut cfg.tokens);
         fix(&mut cfg.pepper_key);
         fix(&mut cfg.threshold_file);
+        fix(&mut cfg.audit_log);
         if let Some(tls) = cfg.tls.as_mut() {
             if tls.cert.is_relative() {
                 tls.cert = base.join(&tls.cert);
@@ -190,8 +223,18 @@ impl Config {
         if self.dim == 0 || self.dim > 1 << 16 {
             return Err(Error::Config(format!("dim {} out of range 1..=65536", self.dim)));
         }
-        if self.max_failed_attempts == 0 {
-            return Err(Error::Config("max_failed_attempts must be at least 1".into()));
+        if self.max_failed_attempts == 0 || self.identify_max_failed_attempts == 0 {
+            return Err(Error::Config(
+                "max_failed_attempts and identify_max_failed_attempts must be at least 1".into(),
+            ));
+        }
+        if self.sync_interval_ms == 0 || self.max_uri_bytes < 64 {
+            return Err(Error::Config(
+                "sync_interval_ms must be positive and max_uri_bytes at least 64".into(),
+            ));
+        }
+        if !self.pepper && self.pepper_key.is_some() {
+            return Err(Error::Config("pepper = false contradicts pepper_key".into()));
         }
         if self.max_templates_per_subject == 0 || self.max_identify_k == 0 || self.body_limit_bytes == 0 {
             return Err(Error::Config(

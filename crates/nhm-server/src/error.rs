@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
 /// Errors of the server library (not of one request: see [`ApiError`] for those).
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +57,19 @@ pub enum Error {
     /// A configuration, tokens or threshold file does not parse or is inconsistent.
     #[error("configuration: {0}")]
     Config(String),
+    /// The store holds a gallery of another template kind, dimension or pepper than the
+    /// configuration's: its templates would never match.
+    #[error("gallery mismatch: {0}")]
+    GalleryMismatch(String),
+    /// The listening socket could not be bound, configured or served.
+    #[error("{context}: {source}")]
+    Socket {
+        /// What was done (with the address).
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -94,8 +106,9 @@ pub enum ApiError {
     /// 413 `payload_too_large`: the body exceeds the configured limit.
     #[error("request body exceeds the limit")]
     PayloadTooLarge,
-    /// 429 `too_many_attempts`: the subject is locked after consecutive failed verifications.
-    #[error("too many failed attempts for this subject; retry after {} s", .0.as_secs())]
+    /// 429 `too_many_attempts`: the subject (verify) or the token (identify) is locked after
+    /// consecutive failed attempts.
+    #[error("too many failed attempts; retry after {} s", .0.as_secs())]
     TooManyAttempts(Duration),
     /// 503 `no_threshold`: matching needs a threshold chosen on a development split, and none is set.
     #[error("no decision threshold is configured (set one with PUT /v1/admin/threshold or in the config)")]
@@ -174,23 +187,7 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
     }
 }
 
-/// The JSON body of every error response.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// The error itself.
-    pub error: ErrorDetail,
-}
-
-/// `code` is stable and machine-readable; `message` is for people.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// One of `bad_request`, `bad_template`, `wrong_template`, `unauthorized`, `forbidden`,
-    /// `not_found`, `conflict`, `payload_too_large`, `too_many_attempts`, `no_threshold`, `internal`,
-    /// `timeout`.
-    pub code: String,
-    /// A human-readable explanation.
-    pub message: String,
-}
+pub use crate::protocol::{ErrorBody, ErrorDetail};
 
 /// Builds an error response with the standard body (also used by middleware for 404/408).
 pub(crate) fn error_response(status: StatusCode, code: &str, message: String) -> Response {

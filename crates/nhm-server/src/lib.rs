@@ -1,31 +1,40 @@
 //! nhm-server: the hashmap service. It stores and matches hashmaps (protected templates) and
 //! never sees a biometric (DESIGN.md §1, §6).
 //!
-//! - [`api::app`]: the axum application (routes under `/v1`, `/healthz`, `/metrics`), driven
-//!   in-process by the tests;
+//! Layers, each depending only on those below it:
+//! - [`http`]: the axum application (routes under `/v1`, `/healthz`, `/metrics`), thin handlers
+//!   split by resource, driven in-process by the tests; [`server`]: the listener around it;
+//! - [`service::Service`]: every rule (durable-then-visible writes, attempt limits, pepper,
+//!   threshold, audit), independent of HTTP;
+//! - [`attempts`], [`audit`], [`auth`], [`index`] (the in-memory gallery), [`metrics`];
 //! - [`store::TemplateStore`] with [`store::EmbeddedStore`] (redb, default) and
 //!   [`store::PostgresStore`] (several replicas);
-//! - [`auth`]: bearer tokens with roles, stored hashed, compared in constant time;
-//! - [`lockout`]: the per-subject limit on failed verifications;
-//! - [`server::serve`]: opens the store, checks it against the configuration, serves HTTP(S);
-//! - [`cli`]: `nhm serve` / `nhm-server` arguments (serve, `token new`, `seed-gallery`).
+//! - [`protocol`]: the request and response bodies, shared with the client commands.
 #![deny(missing_docs)]
 
-pub mod api;
+pub mod attempts;
+pub mod audit;
 pub mod auth;
-pub mod cli;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod index;
-pub mod lockout;
 pub mod metrics;
+pub mod protocol;
 pub mod server;
-pub mod state;
+pub mod service;
 pub mod store;
 
-pub use api::app;
 pub use auth::{Role, Tokens};
 pub use config::Config;
 pub use error::{ApiError, Error, Result};
-pub use state::AppState;
+pub use http::{app, AppState};
+pub use service::Service;
 pub use store::{EmbeddedStore, PostgresStore, TemplateStore};
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -11,7 +11,7 @@ use nhm_template::Key;
 use crate::auth::Tokens;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::state::AppState;
+use crate::http::AppState;
 use crate::store::{EmbeddedStore, PostgresStore, TemplateStore};
 
 /// Opens the configured store: the embedded one in `data_dir`, or PostgreSQL.
@@ -27,18 +27,68 @@ pub async fn open_store(config: &Config, data_dir: &Path) -> Result<Arc<dyn Temp
     }
 }
 
-/// Reads the pepper key named by the configuration, if any.
-pub fn load_pepper(config: &Config) -> Result<Option<Key>> {
-    config
-        .pepper_key
-        .as_deref()
-        .map(Key::load)
-        .transpose()
-        .map_err(Error::from)
+/// File name of the generated pepper inside the data directory.
+pub const PEPPER_FILE: &str = "pepper.key";
+
+/// File name of the default audit trail inside the data directory.
+pub const AUDIT_FILE: &str = "audit.jsonl";
+
+/// The pepper to serve `store` with: the configured key file; else `DATA/pepper.key`,
+/// generated (mode 0600) when the store is new. A store written with a pepper whose file is
+/// missing, or written without one while the configuration wants one, is refused: serving it
+/// would make every stored template fail to match (or replay).
+///
+/// Rotation: stop the servers, re-pepper every stored template offline (the pepper is an
+/// invertible keyed permutation and mask: unapply the old, apply the new), record the new
+/// pepper's fingerprint, start with the new key file. Until such a tool ships, rotating means
+/// re-enrolling into a new store.
+pub async fn resolve_pepper(
+    config: &Config,
+    data_dir: &Path,
+    store: &dyn TemplateStore,
+) -> Result<Option<Key>> {
+    if !config.pepper {
+        tracing::warn!(
+            "pepper = false: a template read from the store (or exported by an admin) is accepted when replayed"
+        );
+        return Ok(None);
+    }
+    if let Some(p) = &config.pepper_key {
+        return Ok(Some(Key::load(p)?));
+    }
+    let path = data_dir.join(PEPPER_FILE);
+    if path.exists() {
+        return Ok(Some(Key::load(&path)?));
+    }
+    match crate::service::stored_pepper(store).await? {
+        None => {
+            std::fs::create_dir_all(data_dir).map_err(|source| Error::Io {
+                path: data_dir.to_owned(),
+                source,
+            })?;
+            let key = Key::random();
+            key.save(&path)?;
+            tracing::warn!(
+                path = %path.display(),
+                "generated a server pepper: back it up apart from the store; without it no stored template matches"
+            );
+            Ok(Some(key))
+        }
+        Some(fp) if fp == "none" => Err(Error::GalleryMismatch(
+            "the store was written without a pepper: serve it with `pepper = false` (stored templates then \
+             replay), or re-enrol into a new store"
+                .into(),
+        )),
+        Some(fp) => Err(Error::GalleryMismatch(format!(
+            "the store was written with pepper {fp}, but {} does not exist: copy the pepper file of the \
+             server that created the store, or set pepper_key",
+            path.display()
+        ))),
+    }
 }
 
-/// Builds the state from a configuration: store, tokens, pepper, threshold, index.
-pub async fn build_state(config: Config, data_dir: &Path) -> Result<AppState> {
+/// Builds the state from a configuration: store, tokens, pepper, audit trail, threshold, index.
+pub async fn build_state(mut config: Config, data_dir: &Path) -> Result<AppState> {
     let tokens = match &config.tokens {
         Some(p) => Tokens::load(p)?,
         None => {
@@ -46,9 +96,64 @@ pub async fn build_state(config: Config, data_dir: &Path) -> Result<AppState> {
             Tokens::default()
         }
     };
-    let pepper = load_pepper(&config)?;
+    if config.audit_log.is_none() {
+        config.audit_log = Some(data_dir.join(AUDIT_FILE));
+    }
     let store = open_store(&config, data_dir).await?;
+    let pepper = resolve_pepper(&config, data_dir, &*store).await?;
     AppState::new(config, store, tokens, pepper.as_ref()).await
+}
+
+/// Raises the soft limit on open files towards what `max_connections` needs (the hard limit
+/// caps it) and returns the number of connections it allows, keeping descriptors in reserve for
+/// the store, the audit trail and the listener.
+fn connection_budget(max_connections: usize) -> usize {
+    const RESERVE: u64 = 64;
+    let want = max_connections as u64 + RESERVE;
+    match rlimit::increase_nofile_limit(want) {
+        Ok(have) if have >= want => max_connections,
+        Ok(have) => {
+            let allowed = have.saturating_sub(RESERVE).max(1) as usize;
+            tracing::warn!(
+                max_connections,
+                allowed,
+                "the open-file limit is too low for max_connections: lowering the connection cap"
+            );
+            allowed
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the open-file limit");
+            max_connections
+        }
+    }
+}
+
+/// Every `sync_interval_ms`, applies the other replicas' changes; every hour, prunes the
+/// change log. Single-process stores only prune (their expired lockouts).
+fn spawn_maintenance(state: &AppState) {
+    let service = state.service().clone();
+    let shared = state.config().is_postgres();
+    let interval = Duration::from_millis(state.config().sync_interval_ms);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        let mut last_prune = std::time::Instant::now();
+        let prune_every = Duration::from_secs(3600);
+        loop {
+            tick.tick().await;
+            if shared {
+                if let Err(e) = service.sync_from_store().await {
+                    tracing::warn!(error = %e, "gallery sync failed");
+                }
+            }
+            if last_prune.elapsed() >= prune_every {
+                last_prune = std::time::Instant::now();
+                match service.prune().await {
+                    Ok(n) => tracing::debug!(rows = n, "pruned"),
+                    Err(e) => tracing::warn!(error = %e, "pruning failed"),
+                }
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {
@@ -73,7 +178,7 @@ async fn shutdown_signal() {
 /// (for embedding the service in tests and other programs).
 pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState) -> Result<()> {
     let limits = ConnectionLimits::of(state.config());
-    serve_http(listener, crate::api::app(state), limits, std::future::pending()).await
+    serve_http(listener, crate::http::app(state), limits, std::future::pending()).await
 }
 
 /// What one plain-HTTP listener allows its clients (from [`Config`]).
@@ -155,40 +260,23 @@ pub async fn serve(config: Config, bind: &str, data_dir: &Path) -> Result<()> {
     let tls = config.tls.clone();
     let state = build_state(config, data_dir).await?;
     tracing::info!(subjects = state.subjects(), "gallery loaded");
-    if state.config().is_postgres() {
-        // Other replicas write to the same store: refresh the index from the change log.
-        let st = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                if let Err(e) = st.sync_from_store().await {
-                    tracing::warn!(error = %e, "gallery sync failed");
-                }
-            }
-        });
-    }
-    let limits = ConnectionLimits::of(state.config());
-    let app = crate::api::app(state);
-    let listener = std::net::TcpListener::bind(bind).map_err(|source| Error::Io {
-        path: format!("bind {bind}").into(),
-        source,
-    })?;
-    listener.set_nonblocking(true).map_err(|source| Error::Io {
-        path: "socket".into(),
-        source,
-    })?;
-    let addr: SocketAddr = listener.local_addr().map_err(|source| Error::Io {
-        path: "socket".into(),
-        source,
-    })?;
+    spawn_maintenance(&state);
+    let mut limits = ConnectionLimits::of(state.config());
+    limits.max_connections = connection_budget(limits.max_connections);
+    let app = crate::http::app(state);
+    let socket = |context: String| move |source| Error::Socket { context, source };
+    let listener = std::net::TcpListener::bind(bind).map_err(socket(format!("binding {bind}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(socket(format!("configuring the socket on {bind}")))?;
+    let addr: SocketAddr = listener
+        .local_addr()
+        .map_err(socket(format!("reading the address bound for {bind}")))?;
     match tls {
         None => {
             println!("listening on http://{addr}");
-            let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Io {
-                path: "socket".into(),
-                source,
-            })?;
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(socket(format!("listening on {addr}")))?;
             serve_http(listener, app, limits, shutdown_signal()).await
         }
         Some(tls) => {
@@ -210,10 +298,7 @@ pub async fn serve(config: Config, bind: &str, data_dir: &Path) -> Result<()> {
                 .handle(handle)
                 .serve(app.into_make_service())
                 .await
-                .map_err(|source| Error::Io {
-                    path: "serve".into(),
-                    source,
-                })
+                .map_err(socket(format!("serving HTTPS on {addr}")))
         }
     }
 }

@@ -10,8 +10,8 @@ use nhm_template::Hashmap;
 use tokio_postgres::NoTls;
 
 use super::{
-    decode_record, encode_record, merge, AttemptState, ChangeBatch, StoredSubject, SubjectInfo, TemplateStore,
-    WriteMode,
+    decode_record, encode_record, merge, AttemptState, ChangeBatch, StoredSubject, SubjectInfo,
+    TemplateStore, WriteMode,
 };
 use crate::error::{Error, Result};
 
@@ -345,7 +345,9 @@ impl TemplateStore for PostgresStore {
 
     async fn record_failure(&self, key: &str, max: u32, lock_secs: u64, now: u64) -> Result<AttemptState> {
         let _ = (key, max, lock_secs, now);
-        Err(Error::Config("attempt counters are not implemented for PostgreSQL yet".into()))
+        Err(Error::Config(
+            "attempt counters are not implemented for PostgreSQL yet".into(),
+        ))
     }
 
     async fn clear_attempts(&self, key: &str) -> Result<()> {

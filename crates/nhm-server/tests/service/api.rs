@@ -64,11 +64,9 @@ async fn enrol_verify_identify_list_delete() {
 
     let r = call(&s.app, "DELETE", "/v1/subjects/p2", Some(ENROL), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert_error(
-        &verify(&s.app, "p2", &template(2)).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    );
+    // A revoked subject is answered like any non-match: its own template no longer matches.
+    let r = verify(&s.app, "p2", &template(2)).await;
+    assert_eq!((r.status, &r.json["match"]), (StatusCode::OK, &json!(false)));
     let r = call(&s.app, "DELETE", "/v1/subjects/p2", Some(ENROL), None).await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
     assert_eq!(s.state.subjects(), 4);
@@ -227,13 +225,20 @@ async fn oversized_body_is_413() {
 }
 
 #[tokio::test]
-async fn unknown_subject_and_route_are_404() {
+async fn unknown_subject_verify_is_a_counted_non_match_and_unknown_routes_are_404() {
     let s = service().await;
-    assert_error(
-        &verify(&s.app, "ghost", &template(1)).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    );
+    enrol(&s.app, "known", &[template(1)]).await;
+    // Verify cannot tell an unknown subject from a non-match: same status, same body.
+    let ghost = verify(&s.app, "ghost", &template(1)).await;
+    let miss = verify(&s.app, "known", &template(9)).await;
+    assert_eq!(ghost.status, StatusCode::OK);
+    assert_eq!(ghost.text, miss.text);
+    // ... and it counts against the same limit: five tries, then the same 429 as for a subject.
+    for _ in 0..4 {
+        assert_eq!(verify(&s.app, "ghost", &template(1)).await.json["match"], false);
+    }
+    let r = verify(&s.app, "ghost", &template(1)).await;
+    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
     let r = call(&s.app, "GET", "/v1/subjects/ghost", Some(ENROL), None).await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
     let r = call(&s.app, "GET", "/v2/nothing", Some(ADMIN), None).await;
@@ -405,9 +410,9 @@ async fn store_refuses_another_dimension_or_pepper() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path(), config(), None).await.unwrap());
     let r = open(dir.path(), Config { dim: 128, ..config() }, None).await;
-    assert!(matches!(r, Err(nhm_server::Error::Config(_))));
+    assert!(matches!(r, Err(nhm_server::Error::GalleryMismatch(_))));
     let r = open(dir.path(), config(), Some(&Key::from_seed(1))).await;
-    assert!(matches!(r, Err(nhm_server::Error::Config(_))));
+    assert!(matches!(r, Err(nhm_server::Error::GalleryMismatch(_))));
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -458,17 +463,25 @@ async fn relay_is_off_by_default_and_samples_others_when_on() {
     }
     let r = call(&s.app, "GET", "/v1/relay/negatives?n=3", Some(ENROL), None).await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
-    let s2 = service_with(
-        Config {
-            relay_enabled: true,
-            ..config()
-        },
-        None,
-    )
-    .await;
+    let relay = Config {
+        relay_enabled: true,
+        ..config()
+    };
+    // Without a pepper a relayed hashmap would verify as its owner: such a server does not start.
+    let dir = tempfile::tempdir().unwrap();
+    let err = open(dir.path(), relay.clone(), None).await.unwrap_err();
+    assert!(err.to_string().contains("relay_enabled needs a pepper"), "{err}");
+    let key = Key::from_seed(5);
+    let s2 = service_with(relay, Some(&key)).await;
     for i in 0..6 {
         enrol(&s2.app, &format!("p{i}"), &[template(i)]).await;
     }
+    let stored = |i: u64| {
+        nhm_template::Pepper::new(&key, 256)
+            .apply_hashmap(&template(i))
+            .unwrap()
+            .to_base64()
+    };
     let r = call(
         &s2.app,
         "GET",
@@ -480,10 +493,16 @@ async fn relay_is_off_by_default_and_samples_others_when_on() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let got: Vec<String> = serde_json::from_value(r.json["hashmaps"].clone()).unwrap();
     assert_eq!(got.len(), 5);
+    assert!(!got.contains(&stored(0)), "the excluded subject is never relayed");
     assert!(
-        !got.contains(&template(0).to_base64()),
-        "the excluded subject is never relayed"
+        got.contains(&stored(1)),
+        "relayed hashmaps are the stored (peppered) ones"
     );
+    // A relayed hashmap replayed as a probe does not match its owner.
+    for i in 1..6 {
+        let h = Hashmap::from_base64(&stored(i)).unwrap();
+        assert_eq!(verify(&s2.app, &format!("p{i}"), &h).await.json["match"], false);
+    }
     let again = call(
         &s2.app,
         "GET",

@@ -3,5 +3,6 @@
 
 mod api;
 mod common;
+mod hardening;
 mod limits;
 mod store;

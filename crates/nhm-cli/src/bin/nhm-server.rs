@@ -3,12 +3,15 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+#[path = "../cmd/serve.rs"]
+mod serve;
+
 /// The Neural Hashmaps service.
 #[derive(Debug, Parser)]
 #[command(name = "nhm-server", version, about)]
 struct Cli {
     #[command(flatten)]
-    serve: nhm_server::cli::ServeArgs,
+    serve: serve::Args,
 }
 
 fn main() -> std::process::ExitCode {
@@ -17,7 +20,7 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    match nhm_server::cli::run(Cli::parse().serve) {
+    match serve::run(Cli::parse().serve) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
