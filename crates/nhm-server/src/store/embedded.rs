@@ -85,7 +85,10 @@ impl EmbeddedStore {
     }
 }
 
-fn read_attempts(t: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<Option<AttemptState>> {
+fn read_attempts(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<AttemptState>> {
     match t.get(key).map_err(emb("get"))? {
         Some(v) => AttemptState::from_bytes(v.value())
             .map(Some)

@@ -295,12 +295,21 @@ mod tests {
         let again = s.after_failure(3, 60, 150);
         assert_eq!(again.locked_until, 160);
         let fresh = s.after_failure(3, 60, 161);
-        assert_eq!(fresh, AttemptState { failures: 1, locked_until: 0 });
+        assert_eq!(
+            fresh,
+            AttemptState {
+                failures: 1,
+                locked_until: 0
+            }
+        );
     }
 
     #[test]
     fn attempt_state_round_trips_and_rejects_wrong_lengths() {
-        let s = AttemptState { failures: 7, locked_until: 1 << 40 };
+        let s = AttemptState {
+            failures: 7,
+            locked_until: 1 << 40,
+        };
         assert_eq!(AttemptState::from_bytes(&s.to_bytes()), Some(s));
         assert_eq!(AttemptState::from_bytes(&[0; 11]), None);
         assert_eq!(AttemptState::from_bytes(&[0; 13]), None);
