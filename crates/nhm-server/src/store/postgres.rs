@@ -41,17 +41,35 @@
 //! [`TemplateStore::prune`] deletes the oldest rows (by the database's clock, compared with the
 //! caller's `now`) and records the highest number deleted in `meta` under
 //! [`PRUNED_THROUGH`], in the same transaction; a reader asking from behind it is told to reload.
+//!
+//! # Connections
+//!
+//! TLS is rustls (ring), in libpq's modes: `disable`; `require` (encrypted, the certificate not
+//! checked: no protection against an active man in the middle); `verify-full` (the chain checked
+//! against `postgres_ca_file` or the webpki roots, and the host name). A connection string whose
+//! `sslmode` contradicts the mode is refused. The password may come from `postgres_password_file`
+//! instead of the connection string; like ssh with a private key, a file its group or others may
+//! access is refused.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use nhm_template::Hashmap;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{IsolationLevel, NoTls, Transaction};
 
 use super::{
     decode_record, encode_record, merge, AttemptState, Change, ChangeBatch, StoredSubject, SubjectInfo,
     TemplateStore, WriteMode,
 };
+use crate::config::{check_postgres_tls, PostgresOptions, PostgresTls};
 use crate::error::{Error, Result};
 
 /// The migrations, in order: (version, SQL).
@@ -112,30 +130,188 @@ fn valid_schema(s: &str) -> bool {
         && !s.starts_with(|c: char| c.is_ascii_digit())
 }
 
+/// Reads a password file, refusing one that its group or others may access (as ssh refuses a
+/// private key): the password would be as good as public on a shared host. One trailing line
+/// ending is dropped.
+fn read_password_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    // Check the mode of the file that is read (one handle), not of whatever the path names later.
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = file.metadata().map_err(io)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(Error::Config(format!(
+                "postgres_password_file {}: permissions {mode:04o} are too open (its group or others may \
+                 access it); it must be readable by its owner only (chmod 600)",
+                path.display()
+            )));
+        }
+    }
+    let mut text = Vec::new();
+    file.read_to_end(&mut text).map_err(io)?;
+    if text.ends_with(b"\n") {
+        text.pop();
+        if text.ends_with(b"\r") {
+            text.pop();
+        }
+    }
+    if text.is_empty() {
+        return Err(Error::Config(format!(
+            "postgres_password_file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(text)
+}
+
+/// Accepts any server certificate but still checks the handshake signatures: `postgres_tls =
+/// "require"`, libpq's meaning (encryption against eavesdroppers, no authentication of the server).
+#[derive(Debug)]
+struct NoCertificateCheck(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoCertificateCheck {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The rustls client configuration for `tls` (not called for [`PostgresTls::Disable`]).
+fn rustls_config(tls: PostgresTls, ca_file: Option<&Path>) -> Result<rustls::ClientConfig> {
+    // The server's provider, named explicitly: no process-wide default needs installing first.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("postgres TLS: {e}")))?;
+    if tls != PostgresTls::VerifyFull {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoCertificateCheck(provider)))
+            .with_no_client_auth());
+    }
+    let roots = match ca_file {
+        None => rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(path) => {
+            let bad = |what: String| Error::Config(format!("postgres_ca_file {}: {what}", path.display()));
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+                let cert = cert.map_err(|e| bad(e.to_string()))?;
+                roots.add(cert).map_err(|e| bad(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(bad("no PEM certificate in it".into()));
+            }
+            roots
+        }
+    };
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
 impl PostgresStore {
-    /// Connects (`conn`: a URL or `key=value` string), creates `schema` if needed and migrates it.
+    /// Connects over plain TCP (`conn`: a URL or `key=value` string, with its password if any),
+    /// creates `schema` if needed and migrates it. See [`PostgresStore::connect_with`] for TLS and
+    /// a password file.
     pub async fn connect(conn: &str, schema: &str, pool_size: usize) -> Result<PostgresStore> {
+        PostgresStore::connect_with(&PostgresOptions::new(conn, schema, pool_size)).await
+    }
+
+    /// Connects as `opts` says (TLS mode and roots, password file), creates the schema if needed
+    /// and migrates it. Fails when the first connection cannot be made.
+    pub async fn connect_with(opts: &PostgresOptions) -> Result<PostgresStore> {
+        let schema = opts.schema.as_str();
         if !valid_schema(schema) {
             return Err(Error::Config(format!(
                 "postgres schema {schema:?} must match [a-z_][a-z0-9_]*"
             )));
         }
-        let mut cfg: tokio_postgres::Config = conn
+        check_postgres_tls(opts.tls, opts.ca_file.as_deref())?;
+        let mut cfg: tokio_postgres::Config = opts
+            .conn
             .parse()
             .map_err(|e| Error::Config(format!("postgres connection string: {e}")))?;
         cfg.options(format!("-c search_path={schema}"));
         cfg.connect_timeout(Duration::from_secs(5));
-        let mgr = Manager::from_config(
-            cfg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        if let Some(path) = &opts.password_file {
+            if cfg.get_password().is_some() {
+                return Err(Error::Config(format!(
+                    "the postgres connection string has a password and postgres_password_file {} gives \
+                     another: keep one",
+                    path.display()
+                )));
+            }
+            cfg.password(read_password_file(path)?);
+        }
+        // The configured mode governs; a connection string saying otherwise is refused, never
+        // silently downgraded (nor silently upgraded, which would hide a mistake).
+        match (opts.tls, cfg.get_ssl_mode()) {
+            (PostgresTls::Disable, SslMode::Require)
+            | (PostgresTls::Require | PostgresTls::VerifyFull, SslMode::Disable) => {
+                return Err(Error::Config(format!(
+                    "the postgres connection string's sslmode contradicts postgres_tls = \"{}\"",
+                    opts.tls
+                )));
+            }
+            _ => {}
+        }
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let mgr = if opts.tls == PostgresTls::Disable {
+            cfg.ssl_mode(SslMode::Disable);
+            Manager::from_config(cfg, NoTls, manager_config)
+        } else {
+            cfg.ssl_mode(SslMode::Require);
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(rustls_config(
+                opts.tls,
+                opts.ca_file.as_deref(),
+            )?);
+            Manager::from_config(cfg, tls, manager_config)
+        };
         let pool = Pool::builder(mgr)
-            .max_size(pool_size.max(1))
+            .max_size(opts.pool_size.max(1))
             .build()
             .map_err(|e| Error::Config(format!("postgres pool: {e}")))?;
+        // The first connection, with a context naming the TLS mode: a TLS or authentication
+        // failure then reads as such instead of as a failed migration.
+        drop(
+            pool.get()
+                .await
+                .map_err(pg(&format!("connect (postgres_tls = \"{}\")", opts.tls)))?,
+        );
         let store = PostgresStore {
             pool,
             schema: schema.to_owned(),
@@ -697,5 +873,41 @@ mod tests {
         assert_eq!(change_log_lock("public"), change_log_lock("public"));
         assert_ne!(change_log_lock("public"), change_log_lock("nhm_t_a"));
         assert_ne!(change_log_lock("public"), MIGRATION_LOCK);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn password_files_must_be_private_and_lose_one_line_ending() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pw");
+        std::fs::write(&p, "s3cret\r\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = read_password_file(&p).unwrap_err().to_string();
+        assert!(
+            err.contains(&p.display().to_string()) && err.contains("0640"),
+            "{err}"
+        );
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_password_file(&p).unwrap(), b"s3cret");
+        std::fs::write(&p, "\n").unwrap();
+        assert!(matches!(read_password_file(&p), Err(Error::Config(_))));
+        assert!(matches!(
+            read_password_file(&dir.path().join("missing")),
+            Err(Error::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ca.pem");
+        std::fs::write(&p, "not a certificate\n").unwrap();
+        let err = rustls_config(PostgresTls::VerifyFull, Some(&p))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ca.pem"), "{err}");
+        assert!(rustls_config(PostgresTls::VerifyFull, None).is_ok());
+        assert!(rustls_config(PostgresTls::Require, None).is_ok());
     }
 }

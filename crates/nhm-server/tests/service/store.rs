@@ -263,11 +263,12 @@ async fn postgres_replicas_see_each_others_writes() {
     store.drop_schema().await.unwrap();
 }
 
-// ---- PostgreSQL: commit order of the change log, shared attempt counters, pruning ----
+// ---- PostgreSQL: commit order of the change log, shared attempt counters, pruning, TLS ----
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use nhm_server::config::{PostgresOptions, PostgresTls};
 use nhm_server::store::{Change, ChangeBatch};
 
 /// The test server's connection string (`None` when unset; asserted set under CI=true by
@@ -664,5 +665,211 @@ async fn postgres_changes_come_in_pages() {
             .collect::<Vec<_>>()
     );
     assert_eq!(second.last, store.latest_change().await.unwrap());
+    store.drop_schema().await.unwrap();
+}
+
+/// The chain of an error's messages, for assertions on what an operator would read.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+/// `postgres_tls = "require"` against a server that answers the TLS request with "no" (as a
+/// PostgreSQL without `ssl = on` does) fails with an error saying so, not a panic and not a
+/// silent plain-text session.
+#[tokio::test]
+async fn postgres_tls_require_is_refused_by_a_server_without_tls() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        // Answer each connection attempt's SSLRequest (8 bytes) with 'N', then wait for the close.
+        loop {
+            let Ok(Ok((mut sock, _))) =
+                tokio::time::timeout(Duration::from_secs(10), listener.accept()).await
+            else {
+                return;
+            };
+            let mut req = [0u8; 8];
+            if sock.read_exact(&mut req).await.is_ok() {
+                assert_eq!(&req[4..], &[0x04, 0xd2, 0x16, 0x2f], "not an SSLRequest");
+                let _ = sock.write_all(b"N").await;
+                let mut rest = Vec::new();
+                let _ = sock.read_to_end(&mut rest).await;
+                assert!(rest.is_empty(), "the client went on in plain text");
+            }
+        }
+    });
+    let opts = PostgresOptions {
+        tls: PostgresTls::Require,
+        ..PostgresOptions::new(
+            &format!("host=127.0.0.1 port={port} user=nobody dbname=none"),
+            "nhm_t_tls",
+            1,
+        )
+    };
+    let err = PostgresStore::connect_with(&opts).await.unwrap_err();
+    let msg = chain(&err);
+    assert!(matches!(err, Error::Postgres { .. }), "{msg}");
+    assert!(
+        msg.contains("postgres_tls = \"require\"") && msg.contains("TLS"),
+        "{msg}"
+    );
+    server.abort();
+}
+
+/// Against the test server: with `ssl = on` "require" connects (encrypted), and "verify-full"
+/// with the webpki roots refuses its self-signed certificate; with `ssl = off` "require" fails.
+#[tokio::test]
+async fn postgres_tls_modes_against_the_test_server() {
+    let Some(store) = postgres("tlsmodes").await else {
+        return;
+    };
+    let conn = pg_conn().expect("NHM_TEST_PG");
+    let raw = raw_client(store.schema()).await;
+    let ssl: String = raw.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    let opts = |tls| PostgresOptions {
+        tls,
+        ..PostgresOptions::new(&conn, store.schema(), 1)
+    };
+    let require = PostgresStore::connect_with(&opts(PostgresTls::Require)).await;
+    if ssl != "on" {
+        let msg = chain(&require.unwrap_err());
+        assert!(msg.contains("TLS"), "{msg}");
+        store.drop_schema().await.unwrap();
+        return;
+    }
+    let tls_store = require.unwrap();
+    assert_eq!(tls_store.count().await.unwrap(), 0);
+    let err = PostgresStore::connect_with(&opts(PostgresTls::VerifyFull))
+        .await
+        .unwrap_err();
+    let msg = chain(&err);
+    assert!(
+        msg.contains("postgres_tls = \"verify-full\"") && msg.contains("certificate"),
+        "{msg}"
+    );
+    // With the server's own (self-signed) certificate as the root, verify-full connects to the
+    // name in it: here "localhost", the name Debian's snakeoil certificate carries.
+    let cert_file: String = raw.query_one("SHOW ssl_cert_file", &[]).await.unwrap().get(0);
+    let (plain, password) = without_password(&conn);
+    let local = plain.replace("host=127.0.0.1", "host=localhost");
+    let local = match password {
+        Some(p) => format!("{local} password={}", String::from_utf8_lossy(&p)),
+        None => local,
+    };
+    let pinned = PostgresOptions {
+        tls: PostgresTls::VerifyFull,
+        ca_file: Some(cert_file.clone().into()),
+        ..PostgresOptions::new(&local, store.schema(), 1)
+    };
+    match PostgresStore::connect_with(&pinned).await {
+        Ok(s) => assert_eq!(s.count().await.unwrap(), 0),
+        // Another machine's certificate may carry another name, or be unreadable to the tests.
+        Err(e)
+            if ["not valid for name", "NotValidForName"]
+                .iter()
+                .any(|m| chain(&e).contains(m))
+                || std::fs::File::open(&cert_file).is_err() =>
+        {
+            loud(&format!("SKIPPED verify-full with {cert_file}: {}", chain(&e)));
+        }
+        Err(e) => panic!("verify-full with the server's certificate: {}", chain(&e)),
+    }
+    store.drop_schema().await.unwrap();
+}
+
+/// `conn` with its password taken out (rebuilt from the parsed settings, so URLs work too).
+fn without_password(conn: &str) -> (String, Option<Vec<u8>>) {
+    let cfg: tokio_postgres::Config = conn.parse().unwrap();
+    let mut parts = Vec::new();
+    for h in cfg.get_hosts() {
+        match h {
+            tokio_postgres::config::Host::Tcp(h) => parts.push(format!("host={h}")),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(p) => parts.push(format!("host={}", p.display())),
+        }
+    }
+    if let Some(p) = cfg.get_ports().first() {
+        parts.push(format!("port={p}"));
+    }
+    if let Some(u) = cfg.get_user() {
+        parts.push(format!("user={u}"));
+    }
+    if let Some(d) = cfg.get_dbname() {
+        parts.push(format!("dbname={d}"));
+    }
+    (parts.join(" "), cfg.get_password().map(<[u8]>::to_vec))
+}
+
+#[cfg(unix)]
+fn write_mode(path: &std::path::Path, text: &[u8], mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A password file others may read is refused, by name, before any connection is tried.
+#[cfg(unix)]
+#[tokio::test]
+async fn postgres_password_file_readable_by_others_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pg-password");
+    write_mode(&pw, b"postgres\n", 0o644);
+    let opts = PostgresOptions {
+        password_file: Some(pw.clone()),
+        ..PostgresOptions::new("host=127.0.0.1 port=1 user=postgres dbname=none", "nhm_t_pw", 1)
+    };
+    let err = PostgresStore::connect_with(&opts).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Config(_)), "{msg}");
+    assert!(
+        msg.contains(&pw.display().to_string()) && msg.contains("0644"),
+        "{msg}"
+    );
+    // A password in both places is ambiguous: refused too.
+    write_mode(&pw, b"postgres\n", 0o600);
+    let both = PostgresOptions {
+        conn: "host=127.0.0.1 port=1 user=postgres password=x dbname=none".into(),
+        ..opts
+    };
+    assert!(matches!(
+        PostgresStore::connect_with(&both).await,
+        Err(Error::Config(_))
+    ));
+}
+
+/// The password from an owner-only file logs in (the connection string has none), and a wrong
+/// one in such a file does not.
+#[cfg(unix)]
+#[tokio::test]
+async fn postgres_password_file_logs_in() {
+    let Some(store) = postgres("pwfile").await else {
+        return;
+    };
+    let (conn, password) = without_password(&pg_conn().expect("NHM_TEST_PG"));
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pg-password");
+    // Without a password in NHM_TEST_PG the server trusts the test user: any password does.
+    let mut text = password.clone().unwrap_or_else(|| b"unused".to_vec());
+    text.push(b'\n');
+    write_mode(&pw, &text, 0o600);
+    let opts = PostgresOptions {
+        password_file: Some(pw.clone()),
+        ..PostgresOptions::new(&conn, store.schema(), 1)
+    };
+    let s = PostgresStore::connect_with(&opts).await.unwrap();
+    assert_eq!(s.count().await.unwrap(), 0);
+    if password.is_some() {
+        write_mode(&pw, b"not-the-password", 0o600);
+        let err = PostgresStore::connect_with(&opts).await.unwrap_err();
+        assert!(matches!(err, Error::Postgres { .. }), "{}", chain(&err));
+    }
     store.drop_schema().await.unwrap();
 }
