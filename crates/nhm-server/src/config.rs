@@ -6,6 +6,11 @@
 //! store = "embedded"
 //! postgres_schema = "public"     # schema holding the tables (PostgreSQL only)
 //! postgres_pool_size = 16
+//! postgres_tls = "disable"       # "disable", "require" (encrypted, certificate not checked) or
+//!                                # "verify-full" (certificate chain and host name checked)
+//! postgres_ca_file = "ca.pem"    # verify-full only: PEM roots to trust (default: the webpki roots)
+//! postgres_password_file = "/run/secrets/pg"  # the password, kept out of the connection string;
+//!                                # refused unless only its owner may read it (chmod 600)
 //! tokens = "tokens.toml"         # bearer tokens (hashes only); see `nhm serve token new`
 //! pepper = true                 # pepper templates; without pepper_key one is generated on
 //!                                # first start as DATA/pepper.key (0600)
@@ -67,6 +72,74 @@ impl From<FusionRule> for nhm_template::Fusion {
     }
 }
 
+/// TLS on the connections to PostgreSQL (the names and meanings of libpq's `sslmode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PostgresTls {
+    /// Plain TCP (a connection string asking for `sslmode=require` is refused rather than downgraded).
+    #[default]
+    Disable,
+    /// Encrypted, but the server's certificate is not checked: protects against eavesdropping,
+    /// not against an active man in the middle.
+    Require,
+    /// Encrypted, the certificate chain checked against the trusted roots and the host name
+    /// against the certificate.
+    VerifyFull,
+}
+
+impl std::fmt::Display for PostgresTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PostgresTls::Disable => "disable",
+            PostgresTls::Require => "require",
+            PostgresTls::VerifyFull => "verify-full",
+        })
+    }
+}
+
+/// Everything [`crate::PostgresStore::connect_with`] needs.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// Connection string: a URL or `key=value` pairs (without a password when `password_file` is set).
+    pub conn: String,
+    /// Schema holding the tables (created if missing).
+    pub schema: String,
+    /// Most connections in the pool.
+    pub pool_size: usize,
+    /// TLS mode.
+    pub tls: PostgresTls,
+    /// Trusted roots (PEM) for [`PostgresTls::VerifyFull`]; `None`: the webpki roots.
+    pub ca_file: Option<PathBuf>,
+    /// The password, read from this file (which only its owner may read or write).
+    pub password_file: Option<PathBuf>,
+}
+
+impl PostgresOptions {
+    /// Plain-TCP options with the password (if any) in `conn`.
+    pub fn new(conn: &str, schema: &str, pool_size: usize) -> PostgresOptions {
+        PostgresOptions {
+            conn: conn.to_owned(),
+            schema: schema.to_owned(),
+            pool_size,
+            tls: PostgresTls::Disable,
+            ca_file: None,
+            password_file: None,
+        }
+    }
+}
+
+/// A CA file only means something when certificates are verified: refusing it elsewhere keeps
+/// "require" from looking safer than it is.
+pub(crate) fn check_postgres_tls(tls: PostgresTls, ca_file: Option<&Path>) -> Result<()> {
+    if let (Some(ca), false) = (ca_file, tls == PostgresTls::VerifyFull) {
+        return Err(Error::Config(format!(
+            "postgres_ca_file {} is only used with postgres_tls = \"verify-full\" (it is \"{tls}\")",
+            ca.display()
+        )));
+    }
+    Ok(())
+}
+
 /// TLS certificate chain and private key (PEM files).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +160,12 @@ pub struct Config {
     pub postgres_schema: String,
     /// PostgreSQL connection pool size.
     pub postgres_pool_size: usize,
+    /// TLS to PostgreSQL.
+    pub postgres_tls: PostgresTls,
+    /// PEM certificates trusted for `postgres_tls = "verify-full"` (default: the webpki roots).
+    pub postgres_ca_file: Option<PathBuf>,
+    /// File holding the PostgreSQL password (owner-only permissions).
+    pub postgres_password_file: Option<PathBuf>,
     /// Tokens file; without one every request but /healthz is refused.
     pub tokens: Option<PathBuf>,
     /// Whether templates are peppered. With `pepper_key` unset, a pepper is generated on the
@@ -154,6 +233,9 @@ impl Default for Config {
             store: "embedded".into(),
             postgres_schema: "public".into(),
             postgres_pool_size: 16,
+            postgres_tls: PostgresTls::Disable,
+            postgres_ca_file: None,
+            postgres_password_file: None,
             tokens: None,
             pepper: true,
             pepper_key: None,
@@ -206,6 +288,8 @@ impl Config {
         fix(&mut cfg.pepper_key);
         fix(&mut cfg.threshold_file);
         fix(&mut cfg.audit_log);
+        fix(&mut cfg.postgres_ca_file);
+        fix(&mut cfg.postgres_password_file);
         if let Some(tls) = cfg.tls.as_mut() {
             if tls.cert.is_relative() {
                 tls.cert = base.join(&tls.cert);
@@ -246,6 +330,7 @@ impl Config {
                 "header_read_timeout_ms and max_connections must be positive".into(),
             ));
         }
+        check_postgres_tls(self.postgres_tls, self.postgres_ca_file.as_deref())?;
         if self.threshold.is_some() && self.threshold_file.is_some() {
             return Err(Error::Config(
                 "set either threshold or threshold_file, not both".into(),
@@ -257,6 +342,18 @@ impl Config {
     /// Whether the store is PostgreSQL (anything but "embedded").
     pub fn is_postgres(&self) -> bool {
         self.store != "embedded"
+    }
+
+    /// How to connect to PostgreSQL under this configuration (meaningful when [`Config::is_postgres`]).
+    pub fn postgres_options(&self) -> PostgresOptions {
+        PostgresOptions {
+            conn: self.store.clone(),
+            schema: self.postgres_schema.clone(),
+            pool_size: self.postgres_pool_size,
+            tls: self.postgres_tls,
+            ca_file: self.postgres_ca_file.clone(),
+            password_file: self.postgres_password_file.clone(),
+        }
     }
 
     /// Checks that a decision threshold can tell anyone apart under this configuration's
@@ -324,6 +421,28 @@ mod tests {
         assert_eq!(c.dim, 128);
         assert_eq!(c.kind, HashmapKind::Dense);
         assert_eq!(c.tokens.unwrap(), dir.path().join("t.toml"));
+    }
+
+    #[test]
+    fn postgres_tls_options_parse_and_a_ca_file_needs_verify_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "postgres_tls = \"verify-full\"\npostgres_ca_file = \"ca.pem\"\npostgres_password_file = \"pw\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        let o = c.postgres_options();
+        assert_eq!(o.tls, PostgresTls::VerifyFull);
+        assert_eq!(o.ca_file.unwrap(), dir.path().join("ca.pem"));
+        assert_eq!(o.password_file.unwrap(), dir.path().join("pw"));
+        assert_eq!(Config::default().postgres_tls, PostgresTls::Disable);
+        std::fs::write(&p, "postgres_tls = \"require\"\npostgres_ca_file = \"ca.pem\"\n").unwrap();
+        let err = Config::load(&p).unwrap_err().to_string();
+        assert!(err.contains("verify-full"), "{err}");
+        std::fs::write(&p, "postgres_tls = \"prefer\"\n").unwrap();
+        assert!(matches!(Config::load(&p), Err(Error::Config(_))));
     }
 
     #[test]

@@ -17,8 +17,7 @@ use crate::store::{EmbeddedStore, PostgresStore, TemplateStore};
 /// Opens the configured store: the embedded one in `data_dir`, or PostgreSQL.
 pub async fn open_store(config: &Config, data_dir: &Path) -> Result<Arc<dyn TemplateStore>> {
     if config.is_postgres() {
-        let s =
-            PostgresStore::connect(&config.store, &config.postgres_schema, config.postgres_pool_size).await?;
+        let s = PostgresStore::connect_with(&config.postgres_options()).await?;
         Ok(Arc::new(s))
     } else {
         let dir = data_dir.to_owned();
