@@ -873,3 +873,137 @@ async fn postgres_password_file_logs_in() {
     }
     store.drop_schema().await.unwrap();
 }
+
+// ---- PostgreSQL: two service replicas (the reviewer's reproductions, end to end) ----
+
+/// Two services on one schema, each with its own pool (as two processes would have).
+async fn two_replicas(tag: &str) -> Option<(PostgresStore, nhm_server::AppState, nhm_server::AppState)> {
+    let store = postgres(tag).await?;
+    let cfg = nhm_server::Config {
+        threshold: Some(crate::common::dev_threshold()),
+        ..nhm_server::Config::default()
+    };
+    let pepper = nhm_template::Key::from_seed(11);
+    let a = nhm_server::AppState::new(
+        cfg.clone(),
+        Arc::new(store.clone()),
+        crate::common::tokens(),
+        Some(&pepper),
+    )
+    .await
+    .unwrap();
+    let b = nhm_server::AppState::new(
+        cfg,
+        Arc::new(replica(&store).await),
+        crate::common::tokens(),
+        Some(&pepper),
+    )
+    .await
+    .unwrap();
+    Some((store, a, b))
+}
+
+#[tokio::test]
+async fn postgres_a_revocation_committed_late_is_applied_by_every_replica() {
+    use crate::common::{enrol, verify};
+    let Some((store, a, b)) = two_replicas("late_revoke").await else {
+        return;
+    };
+    let (app_a, app_b) = (nhm_server::app(a.clone()), nhm_server::app(b.clone()));
+    enrol(&app_a, "victim", &[template(1)]).await;
+    b.sync_from_store().await.unwrap();
+    assert_eq!(verify(&app_b, "victim", &template(1)).await.json["match"], true);
+    // The revocation holds its transaction open for 1.5 s, while another enrolment goes through
+    // replica B and both replicas keep polling.
+    let slow = replica(&store).await;
+    let late = tokio::spawn(async move {
+        slow.delete_subject_with_commit_delay("victim", Duration::from_millis(1500))
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    enrol(&app_b, "other", &[template(2)]).await;
+    for _ in 0..5 {
+        a.sync_from_store().await.unwrap();
+        b.sync_from_store().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(late.await.unwrap(), "the delete found the subject");
+    a.sync_from_store().await.unwrap();
+    b.sync_from_store().await.unwrap();
+    for app in [&app_a, &app_b] {
+        assert_eq!(verify(app, "victim", &template(1)).await.json["match"], false);
+        let body = serde_json::json!({ "template": template(1).to_base64() }).to_string();
+        let r = crate::common::call(
+            app,
+            "POST",
+            "/v1/identify",
+            Some(crate::common::VERIFY),
+            Some(body),
+        )
+        .await;
+        assert_eq!(
+            r.json["candidates"],
+            serde_json::json!([]),
+            "the revoked subject was identified"
+        );
+        assert_eq!(verify(app, "other", &template(2)).await.json["match"], true);
+    }
+    store.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_thresholds_and_lockouts_are_shared_by_replicas() {
+    use crate::common::{call, enrol, verify, ADMIN};
+    let Some((store, a, b)) = two_replicas("shared_rules").await else {
+        return;
+    };
+    let (app_a, app_b) = (nhm_server::app(a.clone()), nhm_server::app(b.clone()));
+    // A threshold set through replica A is in force on B after B's next sync.
+    let body = serde_json::json!({ "score": 0.93, "target_fmr": 1e-4, "measured_fmr": 0.0, "impostor_comparisons": 9 });
+    let r = call(
+        &app_a,
+        "PUT",
+        "/v1/admin/threshold",
+        Some(ADMIN),
+        Some(body.to_string()),
+    )
+    .await;
+    assert_eq!(r.status, axum::http::StatusCode::OK, "{}", r.text);
+    b.sync_from_store().await.unwrap();
+    assert_eq!(b.threshold().unwrap().score, 0.93);
+    // Failed verifications alternate between the replicas, with no sync in between: the shared
+    // count locks the subject after five evaluated failures in all, not five on each.
+    enrol(&app_a, "s", &[template(1)]).await;
+    b.sync_from_store().await.unwrap();
+    let mut evaluated = 0;
+    for i in 0..12 {
+        let app = if i % 2 == 0 { &app_a } else { &app_b };
+        let r = verify(app, "s", &template(9)).await;
+        if r.status == axum::http::StatusCode::OK {
+            evaluated += 1;
+        }
+    }
+    assert_eq!(evaluated, 5, "failures evaluated across two replicas");
+    // Both refuse the genuine probe now, and so does a replica started afterwards.
+    for app in [&app_a, &app_b] {
+        assert_eq!(
+            verify(app, "s", &template(1)).await.status,
+            axum::http::StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    let c = nhm_server::AppState::new(
+        a.config().clone(),
+        Arc::new(replica(&store).await),
+        crate::common::tokens(),
+        Some(&nhm_template::Key::from_seed(11)),
+    )
+    .await
+    .unwrap();
+    let app_c = nhm_server::app(c);
+    assert_eq!(
+        verify(&app_c, "s", &template(1)).await.status,
+        axum::http::StatusCode::TOO_MANY_REQUESTS
+    );
+    store.drop_schema().await.unwrap();
+}
