@@ -7,8 +7,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nhm_model::ClientPipeline;
+use nhm_server::protocol::{
+    EnrolRequest, ErrorBody, IdentifyRequest, IdentifyResponse, SubjectResponse, VerifyRequest,
+    VerifyResponse, WriteMode,
+};
 use nhm_template::{Hashmap, HashmapKind};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Options shared by the client commands.
 #[derive(Debug, clap::Args)]
@@ -140,15 +144,15 @@ fn url(server: &str, segments: &[&str]) -> Result<reqwest::Url> {
     Ok(u)
 }
 
-/// Sends a JSON request to `server` with a bearer token and returns the JSON answer; a server
-/// error becomes an error with the server's code and message.
-pub fn send_to(
+/// Sends a request body of the service's protocol to `server` with a bearer token and reads the
+/// typed answer; a server error becomes an error with the server's code and message.
+pub fn send_to<B: serde::Serialize, R: serde::de::DeserializeOwned>(
     server: &str,
     token: &str,
     method: reqwest::Method,
     segments: &[&str],
-    body: &Value,
-) -> Result<Value> {
+    body: &B,
+) -> Result<R> {
     let client = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()
@@ -161,35 +165,47 @@ pub fn send_to(
         .send()
         .with_context(|| format!("sending to {u}"))?;
     let status = resp.status();
-    let v: Value = resp.json().unwrap_or(Value::Null);
+    let bytes = resp
+        .bytes()
+        .with_context(|| format!("reading the answer of {u}"))?;
     if !status.is_success() {
-        let code = v["error"]["code"].as_str().unwrap_or("?");
-        let msg = v["error"]["message"].as_str().unwrap_or("");
-        bail!("server answered {status}: {code}: {msg}");
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => bail!("server answered {status}: {}: {}", e.error.code, e.error.message),
+            Err(_) => bail!("server answered {status} without the service's error body"),
+        }
     }
-    Ok(v)
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("the answer of {u} is not what this client expects"))
 }
 
 /// [`send_to`] with the server and token of the client options.
-fn send(c: &ClientOpts, method: reqwest::Method, segments: &[&str], body: &Value) -> Result<Value> {
+fn send<B: serde::Serialize, R: serde::de::DeserializeOwned>(
+    c: &ClientOpts,
+    method: reqwest::Method,
+    segments: &[&str],
+    body: &B,
+) -> Result<R> {
     send_to(&c.server, &c.token, method, segments, body)
 }
 
-fn print(v: &Value) -> Result<()> {
+fn print(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
 /// Runs `nhm enroll`: prints the subject's metadata after the durable write.
 pub fn enroll(a: EnrollArgs) -> Result<()> {
-    let ts: Vec<String> = hashmaps(&a.client)?.iter().map(Hashmap::to_base64).collect();
-    let body = json!({ "templates": ts, "mode": a.mode });
-    print(&send(
+    let templates: Vec<String> = hashmaps(&a.client)?.iter().map(Hashmap::to_base64).collect();
+    let mode: WriteMode = serde_json::from_value(Value::String(a.mode.clone()))
+        .map_err(|_| anyhow::anyhow!("--mode {:?}: expected create, append or replace", a.mode))?;
+    let body = EnrolRequest { templates, mode };
+    let reply: SubjectResponse = send(
         &a.client,
         reqwest::Method::POST,
         &["v1", "subjects", &a.subject, "templates"],
         &body,
-    )?)
+    )?;
+    print(&reply)
 }
 
 /// Runs `nhm verify`: prints `{"match": bool}` (and the score when the server returns scores).
@@ -198,13 +214,16 @@ pub fn verify(a: VerifyArgs) -> Result<()> {
     if ts.len() != 1 {
         bail!("verify takes exactly one probe, got {}", ts.len());
     }
-    let body = json!({ "template": ts[0].to_base64() });
-    print(&send(
+    let body = VerifyRequest {
+        template: ts[0].to_base64(),
+    };
+    let reply: VerifyResponse = send(
         &a.client,
         reqwest::Method::POST,
         &["v1", "subjects", &a.subject, "verify"],
         &body,
-    )?)
+    )?;
+    print(&reply)
 }
 
 /// Runs `nhm identify`: prints the candidates above the server's threshold, best first.
@@ -213,18 +232,18 @@ pub fn identify(a: IdentifyArgs) -> Result<()> {
     if ts.len() != 1 {
         bail!("identify takes exactly one probe, got {}", ts.len());
     }
-    let body = json!({ "template": ts[0].to_base64(), "k": a.k });
-    print(&send(
-        &a.client,
-        reqwest::Method::POST,
-        &["v1", "identify"],
-        &body,
-    )?)
+    let body = IdentifyRequest {
+        template: ts[0].to_base64(),
+        k: a.k,
+    };
+    let reply: IdentifyResponse = send(&a.client, reqwest::Method::POST, &["v1", "identify"], &body)?;
+    print(&reply)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn urls_escape_segments() {

@@ -7,6 +7,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use nhm_data::Dataset;
 use nhm_model::{EncoderConfig, LossKind, TrainConfig};
+use nhm_server::protocol::{
+    EnrolRequest, IdentifyRequest, IdentifyResponse, SubjectResponse, VerifyRequest, VerifyResponse,
+    WriteMode,
+};
 use nhm_server::{Role, Tokens};
 use nhm_template::{Hashmap, Key, Protector, Threshold};
 use reqwest::Method;
@@ -304,14 +308,17 @@ fn session(
         let h = Hashmap::Binary(protector.binary(e)?);
         match s.index {
             0 => {
-                let body = json!({ "templates": [h.to_base64()] });
+                let body = EnrolRequest {
+                    templates: vec![h.to_base64()],
+                    mode: WriteMode::Create,
+                };
                 let segs = [
                     "v1",
                     "subjects",
                     &format!("finger-{}", s.subject_label),
                     "templates",
                 ];
-                send_to(&server, &enrol_token, Method::POST, &segs, &body)?;
+                let _: SubjectResponse = send_to(&server, &enrol_token, Method::POST, &segs, &body)?;
             }
             1 => probes.push((format!("finger-{}", s.subject_label), h)),
             _ => {}
@@ -322,27 +329,27 @@ fn session(
     let labels: Vec<String> = probes.iter().map(|(l, _)| l.clone()).collect();
     let (mut genuine_ok, mut impostor_ok, mut ident_ok) = (0, 0, 0);
     for (i, (label, h)) in probes.iter().enumerate() {
-        let body = json!({ "template": h.to_base64() });
+        let body = VerifyRequest {
+            template: h.to_base64(),
+        };
         let verify = |who: &str| -> Result<bool> {
-            let v = send_to(
+            let v: VerifyResponse = send_to(
                 &server,
                 &verify_token,
                 Method::POST,
                 &["v1", "subjects", who, "verify"],
                 &body,
             )?;
-            Ok(v["match"].as_bool() == Some(true))
+            Ok(v.matched)
         };
         genuine_ok += usize::from(verify(label)?);
         impostor_ok += usize::from(verify(&labels[(i + 1) % labels.len()])?);
-        let v = send_to(
-            &server,
-            &verify_token,
-            Method::POST,
-            &["v1", "identify"],
-            &json!({ "template": h.to_base64(), "k": 1 }),
-        )?;
-        ident_ok += usize::from(v["candidates"][0]["subject"].as_str() == Some(label.as_str()));
+        let probe = IdentifyRequest {
+            template: h.to_base64(),
+            k: 1,
+        };
+        let v: IdentifyResponse = send_to(&server, &verify_token, Method::POST, &["v1", "identify"], &probe)?;
+        ident_ok += usize::from(v.candidates.first().is_some_and(|c| &c.subject == label));
     }
     rt.shutdown_background();
     let n = probes.len();

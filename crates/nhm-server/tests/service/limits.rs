@@ -93,3 +93,38 @@ async fn connections_above_the_cap_are_closed_and_the_rest_served() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(health(addr).await.starts_with("HTTP/1.1 200"));
 }
+
+#[tokio::test]
+async fn a_normal_client_is_served_while_two_thousand_slow_ones_hold_connections() {
+    // Client and server sides of every connection live in this process: 2 × 2 000 descriptors.
+    let _ = rlimit::increase_nofile_limit(8_192);
+    let addr = start(Config {
+        header_read_timeout_ms: 30_000,
+        ..config()
+    })
+    .await;
+    let mut slow = Vec::with_capacity(2_000);
+    for _ in 0..2_000 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    let reply = tokio::time::timeout(Duration::from_secs(10), health(addr))
+        .await
+        .expect("the normal client was not answered within 10 s");
+    let took = t0.elapsed();
+    eprintln!("normal client answered in {took:?} with 2000 slow connections open");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply:?}");
+    // The slow ones are all still held (none was closed to make room).
+    let mut probe = [0u8; 1];
+    let still_open = slow
+        .iter_mut()
+        .take(50)
+        .filter(|s| matches!(s.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock))
+        .count();
+    assert_eq!(still_open, 50);
+}
