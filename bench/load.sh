@@ -8,6 +8,7 @@
 #
 #   bash bench/load.sh                       # galleries of 10 000 and 1 000 000
 #   N_LIST="10000" DURATION=5s bash bench/load.sh
+#   BIN=/tmp/nhm-server-old N_LIST=10000 bash bench/load.sh   # another build, same machine
 #
 # Needs wrk (apt-get install -y wrk). Targets (DESIGN.md §6 brief): >= 30 000 verify/s, and 1:N
 # over 1M templates at p99 <= 20 ms, on 2 cores. wrk runs on the same 2 cores as the server,
@@ -25,8 +26,11 @@ SEED=${SEED:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release -p nhm-cli --bin nhm-server >&2
-BIN=$ROOT/target/release/nhm-server
+# BIN=/path/to/nhm-server compares another build (e.g. an older revision) in the same run.
+if [ -z "${BIN:-}" ]; then
+    cargo build --release -p nhm-cli --bin nhm-server >&2
+    BIN=$ROOT/target/release/nhm-server
+fi
 
 WORK=$(mktemp -d)
 SERVER_PID=""
