@@ -82,7 +82,8 @@ pub fn check_subject_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-fn require(who: &Principal, role: Role) -> Result<(), ApiError> {
+/// Refuses a caller whose role does not allow `role`.
+pub(crate) fn require(who: &Principal, role: Role) -> Result<(), ApiError> {
     if who.role.allows(role) {
         Ok(())
     } else {
@@ -228,6 +229,17 @@ impl Service {
         );
     }
 
+    /// Records the outcome of a change to `id` in the audit trail.
+    fn record_result<T>(&self, who: &Principal, action: Action, id: &str, result: &Result<T, ApiError>) {
+        let outcome = match result {
+            Ok(_) => audit::Outcome::Ok,
+            Err(ApiError::Internal(_)) => audit::Outcome::Error,
+            Err(_) => audit::Outcome::Refused,
+        };
+        let detail = result.as_ref().err().map(ApiError::code);
+        self.audit.record(&who.name, action, Some(id), outcome, detail);
+    }
+
     fn checked(&self, who: &Principal, role: Role, subject: Option<&str>) -> Result<(), ApiError> {
         require(who, role).inspect_err(|_| {
             self.audit.record(
@@ -258,13 +270,7 @@ impl Service {
             WriteMode::Replace => Action::Replace,
         };
         let result = self.write_locked(id, templates, mode).await;
-        let outcome = match &result {
-            Ok(_) => audit::Outcome::Ok,
-            Err(ApiError::Internal(_)) => audit::Outcome::Error,
-            Err(_) => audit::Outcome::Refused,
-        };
-        let detail = result.as_ref().err().map(ApiError::code);
-        self.audit.record(&who.name, action, Some(id), outcome, detail);
+        self.record_result(who, action, id, &result);
         let info = result?;
         let created = info.created == info.updated && mode == WriteMode::Create;
         Ok((info, created))
@@ -310,14 +316,7 @@ impl Service {
             Ok(())
         }
         .await;
-        let outcome = match &result {
-            Ok(()) => audit::Outcome::Ok,
-            Err(ApiError::Internal(_)) => audit::Outcome::Error,
-            Err(_) => audit::Outcome::Refused,
-        };
-        let detail = result.as_ref().err().map(ApiError::code);
-        self.audit
-            .record(&who.name, Action::Delete, Some(id), outcome, detail);
+        self.record_result(who, Action::Delete, id, &result);
         result
     }
 

@@ -195,9 +195,7 @@ pub async fn seed_gallery(config: &Config, data: &std::path::Path, n: u64, seed:
     )
     .await
     .context("checking the store against the configuration")?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = nhm_server::unix_now();
     let mut i = 0;
     while i < n {
         let end = (i + 10_000).min(n);

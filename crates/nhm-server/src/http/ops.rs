@@ -20,12 +20,7 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text")),
     security(("bearer" = [])))]
 pub async fn metrics(State(state): State<AppState>, Caller(who): Caller) -> Result<Response, ApiError> {
-    if !who.role.allows(Role::Admin) {
-        return Err(ApiError::Forbidden(format!(
-            "token {:?} lacks the Admin role",
-            who.name
-        )));
-    }
+    crate::service::require(&who, Role::Admin)?;
     Ok(render_metrics(&state))
 }
 
