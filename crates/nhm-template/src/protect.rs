@@ -211,6 +211,38 @@ impl Protector {
         Ok(out)
     }
 
+    /// The adjoint `R_kᵀ · y` of [`Protector::transform`] (`y` of `output_dim` values): each
+    /// block's inverse rotation of its slice, summed. For one block it inverts the transform; for
+    /// `m` stacked blocks `adjoint(transform(e)) = m·e`. Whoever holds the key can therefore map
+    /// a hashmap back into embedding space; the attack suite (`nhm-attack`) measures what that
+    /// gives a thief of both.
+    pub fn adjoint(&self, y: &[f32]) -> Result<Vec<f32>> {
+        if y.len() != self.output_dim() {
+            return Err(Error::DimensionMismatch {
+                expected: self.output_dim(),
+                found: y.len(),
+            });
+        }
+        if let Some(index) = y.iter().position(|x| !x.is_finite()) {
+            return Err(Error::NonFinite { index });
+        }
+        let mut out = vec![0f64; self.dim];
+        for (rounds, slice) in self.blocks.iter().zip(y.chunks_exact(self.dim)) {
+            let mut x: Vec<f64> = slice.iter().map(|&v| f64::from(v)).collect();
+            let mut z = vec![0f64; self.dim];
+            for (perm, signs) in rounds.iter().rev() {
+                // Forward: out[i] = H(s ⊙ x[perm])[i]; H is its own inverse.
+                fwht(&mut x);
+                for ((&p, &s), &v) in perm.iter().zip(signs).zip(&x) {
+                    z[p as usize] = s * v;
+                }
+                std::mem::swap(&mut x, &mut z);
+            }
+            out.iter_mut().zip(&x).for_each(|(o, v)| *o += v);
+        }
+        Ok(out.into_iter().map(|v| v as f32).collect())
+    }
+
     /// The dense hashmap `R_k · e` (errors also on the zero vector).
     pub fn dense(&self, e: &[f32]) -> Result<DenseHashmap> {
         DenseHashmap::new(self.transform(e)?)
@@ -322,6 +354,27 @@ impl Pepper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_adjoint_inverts_one_rotation_and_sums_stacked_ones() {
+        let k = Key::from_seed(9);
+        let e: Vec<f32> = (0..128).map(|i| ((i * 29 % 17) as f32 - 8.0) / 9.0).collect();
+        for blocks in [1usize, 3] {
+            let p = Protector::with_output_dim(&k, 128, 128 * blocks).unwrap();
+            let back = p.adjoint(&p.transform(&e).unwrap()).unwrap();
+            for (b, x) in back.iter().zip(&e) {
+                assert!((b - blocks as f32 * x).abs() < 1e-4, "{b} vs {blocks}·{x}");
+            }
+        }
+        let p = Protector::new(&k, 128).unwrap();
+        assert!(matches!(
+            p.adjoint(&e[..64]),
+            Err(Error::DimensionMismatch { .. })
+        ));
+        let mut bad = e.clone();
+        bad[3] = f32::NAN;
+        assert!(matches!(p.adjoint(&bad), Err(Error::NonFinite { index: 3 })));
+    }
 
     #[test]
     fn stacked_rotations_extend_the_short_hashmap_and_keep_cosines() {

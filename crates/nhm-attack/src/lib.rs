@@ -1,0 +1,20 @@
+//! nhm-attack: the attacks on protected templates, run and measured (ISO/IEC 24745,
+//! ISO/IEC 30136), and the defences measured against them.
+//!
+//! A security claim counts when an attack was run against it and failed. Every attack here takes
+//! a seed, runs on subjects the encoder never saw ([`World::victims`]) with an attacker who
+//! holds the white-box encoder and public data disjoint from the victims ([`World::public`]),
+//! and reports its success at the system's operating threshold (FMR 0.1% on the victims'
+//! impostor comparisons) with the number of attempts ([`Tally`]). [`Defences`] are the
+//! switches a deployment can turn; the suite runs every attack under each of them.
+#![deny(missing_docs)]
+
+mod defence;
+mod error;
+mod outcome;
+mod world;
+
+pub use defence::{Defences, KeyPolicy};
+pub use error::{Error, Result};
+pub use outcome::{AttackResult, Tally};
+pub use world::{cosine, normalized, OperatingPoint, Population, World, OPERATING_FMR};
