@@ -149,7 +149,7 @@ impl World {
     /// The victims' key at application `app` under the defences' key policy: one key for
     /// every application, or one derived per application.
     pub fn victim_key(&self, defences: &Defences, app: &str) -> Key {
-        let master = Key::from_seed(self.seed ^ 0x5EED_0F_71C7);
+        let master = Key::from_seed(self.seed ^ 0x005E_ED0F_71C7);
         match defences.keys {
             KeyPolicy::Shared => master,
             KeyPolicy::PerApplication => master.for_application(app),
