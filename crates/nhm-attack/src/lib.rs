@@ -11,10 +11,20 @@
 
 mod defence;
 mod error;
+mod known_sample;
+mod linkage;
 mod outcome;
+mod suite;
+mod wolf;
 mod world;
 
 pub use defence::{Defences, KeyPolicy};
 pub use error::{Error, Result};
+pub use known_sample::{known_sample, KnownSampleConfig, PairRegression};
+pub use linkage::{linkage, DSYS_BINS};
 pub use outcome::{AttackResult, Tally};
+pub use suite::{
+    recognition_cost, run_suite, AttackKind, DefenceRun, RecognitionCost, SuiteConfig, SuiteReport,
+};
+pub use wolf::{majority, wolf};
 pub use world::{cosine, normalized, OperatingPoint, Population, World, OPERATING_FMR};

@@ -5,7 +5,7 @@
 use image::GrayImage;
 use nhm_data::Dataset;
 use nhm_model::Encoder;
-use nhm_template::{BinaryHashmap, Key, Protector, Threshold};
+use nhm_template::{BinaryHashmap, Key, Pepper, Protector, Threshold};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -112,6 +112,17 @@ impl World {
     pub fn new(encoder: Encoder, victims: &Dataset, public: &Dataset, seed: u64) -> Result<World> {
         let victims = Population::new(&encoder, victims)?;
         let public = Population::new(&encoder, public)?;
+        World::from_populations(encoder, victims, public, seed)
+    }
+
+    /// A world of populations already embedded (by `encoder`, or made up for a test of an
+    /// attack that works on embeddings alone); the same checks as [`World::new`].
+    pub fn from_populations(
+        encoder: Encoder,
+        victims: Population,
+        public: Population,
+        seed: u64,
+    ) -> Result<World> {
         let with_mates = victims
             .first_of_each_subject()
             .iter()
@@ -159,6 +170,35 @@ impl World {
     /// A key the attacker makes up when it holds none (its guess of the victims' transform).
     pub fn attacker_key(&self, salt: u64) -> Key {
         Key::from_seed(self.seed ^ 0xA77A_C4E5 ^ salt.rotate_left(17))
+    }
+
+    /// Application A's server pepper for hashmaps of `bits` (a server secret no attack here
+    /// holds).
+    pub fn server_pepper(&self, bits: usize) -> Pepper {
+        self.server_pepper_of("app-a", bits)
+    }
+
+    /// The server pepper of application `app` (each service has its own).
+    pub fn server_pepper_of(&self, app: &str, bits: usize) -> Pepper {
+        Pepper::new(
+            &Key::from_seed(self.seed ^ 0x0050_E5E7_BE99).for_application(app),
+            bits,
+        )
+    }
+
+    /// `templates` as the store holds them under the defences: peppered when the pepper is on.
+    pub fn at_rest(&self, defences: &Defences, templates: &[BinaryHashmap]) -> Result<Vec<BinaryHashmap>> {
+        if !defences.pepper {
+            return Ok(templates.to_vec());
+        }
+        let Some(first) = templates.first() else {
+            return Ok(Vec::new());
+        };
+        let pepper = self.server_pepper(first.dim());
+        Ok(templates
+            .iter()
+            .map(|h| pepper.apply(h))
+            .collect::<nhm_template::Result<_>>()?)
     }
 
     /// The protection transform of `key` at the defences' hashmap length.

@@ -54,6 +54,9 @@ enum Command {
     Verify(cmd::client::VerifyArgs),
     /// Identify a probe at a server (1:N).
     Identify(cmd::client::IdentifyArgs),
+    /// Attack the protection (inversion, known-sample, masquerade, hill-climbing, wolf, replay,
+    /// linkage) under each set of defences, on subjects the encoder never saw.
+    Attack(cmd::attack::Args),
     /// Benchmarks: synthesis rate, training and encoding throughput, matching speed.
     Bench(cmd::bench::Args),
 }
@@ -84,6 +87,7 @@ fn main() -> std::process::ExitCode {
         Command::Enroll(a) => cmd::client::enroll(a),
         Command::Verify(a) => cmd::client::verify(a),
         Command::Identify(a) => cmd::client::identify(a),
+        Command::Attack(a) => cmd::attack::run(a),
         Command::Bench(a) => cmd::bench::run(a),
     };
     match result {

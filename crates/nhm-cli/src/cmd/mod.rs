@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod attack;
 pub mod bench;
 pub mod client;
 pub mod dataset;

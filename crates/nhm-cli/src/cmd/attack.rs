@@ -1,0 +1,193 @@
+//! `nhm attack`: the attack suite (`nhm-attack`) on subjects the encoder never saw, under each
+//! set of defences; writes `report.json`, `report.md` (the attack × defence table) and pictures.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use nhm_attack::{AttackKind, Defences, KnownSampleConfig, SuiteConfig, World};
+use nhm_data::synth::View;
+use serde_json::json;
+
+use crate::source::DataArgs;
+
+/// Which attacks to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindArg {
+    /// Every attack.
+    All,
+    /// Known (sample, hashmap) pairs recover a preimage.
+    KnownSample,
+    /// One crafted hashmap against the whole gallery in 1:N.
+    Wolf,
+    /// One person linked across two services.
+    Linkage,
+}
+
+/// Which defences to run under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DefenceArg {
+    /// No defences, each defence alone, longer hashmaps, and the shipped defaults.
+    Table,
+    /// The shipped defaults only.
+    Default,
+    /// Every defence off.
+    None,
+}
+
+/// Arguments of `nhm attack`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The attack, or `all`.
+    pub kind: KindArg,
+    /// The white-box encoder (default: the shipped fingerprint model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Victims: `synth` or a dataset folder of subjects the encoder never saw.
+    #[arg(long, default_value = "synth")]
+    pub victims: String,
+    /// Synthetic victims: fingers.
+    #[arg(long, default_value_t = 100)]
+    pub victim_subjects: u32,
+    /// Synthetic data: impressions per finger (victims and public).
+    #[arg(long, default_value_t = 8)]
+    pub impressions: u32,
+    /// Synthetic victims' data seed (the shipped model trained on seed 42: keep away from it).
+    #[arg(long, default_value_t = 99)]
+    pub victim_seed: u64,
+    /// The attacker's public data: `synth` or a dataset folder disjoint from the victims.
+    #[arg(long, default_value = "synth")]
+    pub public: String,
+    /// Synthetic public data: fingers.
+    #[arg(long, default_value_t = 200)]
+    pub public_subjects: u32,
+    /// Synthetic public data's seed.
+    #[arg(long, default_value_t = 1234)]
+    pub public_seed: u64,
+    /// Dataset folders whose files state no resolution: their dpi.
+    #[arg(long, value_parser = crate::source::parse_dpi)]
+    pub dpi: Option<f32>,
+    /// Which defences.
+    #[arg(long, value_enum, default_value = "table")]
+    pub defences: DefenceArg,
+    /// Stolen templates (victims) attacked per attack.
+    #[arg(long, default_value_t = 100)]
+    pub targets: usize,
+    /// Seed of keys and of every attack's random choices.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Output folder.
+    #[arg(long, default_value = "artifacts/attack")]
+    pub out: PathBuf,
+}
+
+/// Data arguments for one population: synthetic prints as the model sees scans (the centre view
+/// with skin texture, when its contract has a front end), or a folder.
+fn population(
+    data: &str,
+    subjects: u32,
+    impressions: u32,
+    seed: u64,
+    dpi: Option<f32>,
+    scan: bool,
+) -> DataArgs {
+    DataArgs {
+        data: data.to_string(),
+        subjects,
+        impressions,
+        data_seed: seed,
+        synth_view: if scan { View::Centre } else { View::Whole },
+        synth_texture: if scan { 0.7 } else { 0.0 },
+        eval_fraction: 1.0,
+        val_fraction: 0.0,
+        dpi,
+        naming: None,
+    }
+}
+
+/// Runs `nhm attack`.
+pub fn run(args: Args) -> Result<()> {
+    anyhow::ensure!(args.targets > 0, "--targets must be at least 1");
+    anyhow::ensure!(
+        !(args.victims == "synth" && args.public == "synth" && args.victim_seed == args.public_seed),
+        "--victim-seed and --public-seed are equal: the attacker's public data would be the victims"
+    );
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => crate::models::default_fingerprint_model()?,
+    };
+    let encoder = nhm_model::Encoder::load(&model).with_context(|| format!("loading {}", model.display()))?;
+    let scan = encoder.input().front_end.is_some();
+    let victims = population(
+        &args.victims,
+        args.victim_subjects,
+        args.impressions,
+        args.victim_seed,
+        args.dpi,
+        scan,
+    )
+    .load(encoder.input())
+    .context("loading the victims")?;
+    let public = population(
+        &args.public,
+        args.public_subjects,
+        args.impressions,
+        args.public_seed,
+        args.dpi,
+        scan,
+    )
+    .load(encoder.input())
+    .context("loading the public data")?;
+    let dim = encoder.config().embedding_dim;
+    let world = World::new(encoder, &victims, &public, args.seed)?;
+    let kinds: Vec<AttackKind> = match args.kind {
+        KindArg::All => AttackKind::ALL.to_vec(),
+        KindArg::KnownSample => vec![AttackKind::KnownSample],
+        KindArg::Wolf => vec![AttackKind::Wolf],
+        KindArg::Linkage => vec![AttackKind::Linkage],
+    };
+    let defences = match args.defences {
+        DefenceArg::Table => Defences::table(dim),
+        DefenceArg::Default => vec![(
+            "defaults (all)".into(),
+            Defences {
+                hashmap_bits: dim,
+                ..Defences::default()
+            },
+        )],
+        DefenceArg::None => vec![("none".into(), Defences::none(dim))],
+    };
+    let cfg = SuiteConfig {
+        known_sample: KnownSampleConfig {
+            targets: args.targets,
+            ..KnownSampleConfig::default()
+        },
+    };
+    let report = nhm_attack::run_suite(&world, &kinds, &defences, &cfg)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let table = report.markdown_table();
+    let json = json!({
+        "config": {
+            "model": model.display().to_string(),
+            "victims": format!("{} ({} subjects, {} samples)", args.victims, world.victims.subject_count(), world.victims.len()),
+            "public": format!("{} ({} subjects, {} samples)", args.public, world.public.subject_count(), world.public.len()),
+            "victim_seed": args.victim_seed,
+            "public_seed": args.public_seed,
+            "seed": args.seed,
+            "targets": args.targets,
+            "operating_fmr": nhm_attack::OPERATING_FMR,
+        },
+        "report": report,
+    });
+    let path = args.out.join("report.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&json)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    let md = format!(
+        "# Attacks on the protection\n\nSuccess at the operating threshold (FMR {} on the victims' impostor comparisons); victims: {}; public data: {}; seed {}.\n\n{table}",
+        nhm_attack::OPERATING_FMR, json["config"]["victims"], json["config"]["public"], args.seed
+    );
+    let path = args.out.join("report.md");
+    std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
+    println!("{table}");
+    println!("wrote {}", args.out.join("report.json").display());
+    Ok(())
+}
