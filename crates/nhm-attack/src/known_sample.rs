@@ -220,9 +220,8 @@ impl PairRegression {
         }
         let b = signs(target);
         let mut e = self.mean.clone();
-        for k in 0..self.bits {
-            let r = b[k] - self.intercept[k];
-            let row = &self.w[k * self.dim..(k + 1) * self.dim];
+        for ((bk, ck), row) in b.iter().zip(&self.intercept).zip(self.w.chunks_exact(self.dim)) {
+            let r = bk - ck;
             e.iter_mut().zip(row).for_each(|(ei, wk)| *ei += wk * r);
         }
         Ok(normalized(e.into_iter().map(|v| v as f32).collect()))
