@@ -14,7 +14,12 @@ mod error;
 mod outcome;
 mod world;
 
+mod masquerade;
+mod stolen;
+
 pub use defence::{Defences, KeyPolicy};
 pub use error::{Error, Result};
 pub use outcome::{AttackResult, Tally};
 pub use world::{cosine, normalized, OperatingPoint, Population, World, OPERATING_FMR};
+
+pub use masquerade::{masquerade, MasqueradeConfig};
