@@ -14,6 +14,7 @@ mod error;
 mod outcome;
 mod world;
 
+mod inversion;
 mod masquerade;
 mod stolen;
 
@@ -22,4 +23,8 @@ pub use error::{Error, Result};
 pub use outcome::{AttackResult, Tally};
 pub use world::{cosine, normalized, OperatingPoint, Population, World, OPERATING_FMR};
 
+pub use inversion::{
+    inversion, inversion_pictures, inversion_with, train_decoder, InversionConfig, INVERSION_SCENARIOS,
+    KEY_POOL, RENEWALS,
+};
 pub use masquerade::{masquerade, MasqueradeConfig};
