@@ -299,3 +299,54 @@ fn decoder_training_is_reproducible_and_refuses_bad_settings() {
     .unwrap_err();
     assert!(matches!(err, Error::InvalidParameter { .. }), "{err}");
 }
+
+/// The default settings at their intended size (about 1000 public images, 50 victims): prints
+/// the figures and the decoder's training time. Minutes: run with `--ignored`.
+#[test]
+#[ignore]
+fn default_settings_figures() {
+    let encoder = Encoder::load(&model_dir()).expect("the shipped model");
+    let victims = synth(&encoder, 9001, 50, 4);
+    let public = synth(&encoder, 4242, 250, 4);
+    let w = World::new(encoder, &victims, &public, 11).expect("world");
+    let cfg = InversionConfig::default();
+    let t = std::time::Instant::now();
+    let d = train_decoder(&w, &Defences::none(256), &cfg, &mut |e, l| {
+        eprintln!("epoch {e}: loss {l}")
+    })
+    .unwrap();
+    eprintln!(
+        "decoder: {} images, {} epochs, {:.1} s",
+        w.public.len(),
+        cfg.epochs,
+        t.elapsed().as_secs_f64()
+    );
+    for defences in [
+        Defences::none(256),
+        Defences {
+            pepper: true,
+            ..Defences::none(256)
+        },
+    ] {
+        for x in inversion_with(&w, &defences, &cfg, &d).unwrap() {
+            eprintln!(
+                "{} / {}: type II {:?} type I {:?} {}",
+                x.scenario, x.defences, x.success, x.type_i, x.details
+            );
+        }
+        let t = std::time::Instant::now();
+        for x in masquerade(&w, &defences, &MasqueradeConfig::default()).unwrap() {
+            eprintln!(
+                "{} / {}: type II {:?} type I {:?} {}",
+                x.scenario, x.defences, x.success, x.type_i, x.details
+            );
+        }
+        eprintln!("masquerade: {:.1} s", t.elapsed().as_secs_f64());
+    }
+    if let Ok(dir) = std::env::var("NHM_SHEET_DIR") {
+        let sheet = inversion_pictures(&w, &Defences::none(256), &cfg, &d, 8).unwrap();
+        sheet
+            .save(std::path::Path::new(&dir).join("inversion.png"))
+            .unwrap();
+    }
+}

@@ -336,3 +336,75 @@ impl Decoder {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EncoderConfig;
+
+    fn samples(n: usize, s: u32, enc: &Encoder) -> Vec<DecoderSample> {
+        let images: Vec<GrayImage> = (0..n)
+            .map(|k| {
+                GrayImage::from_fn(s, s, |x, y| {
+                    image::Luma([((x * 5 + y * 3 + k as u32 * 40) % 256) as u8])
+                })
+            })
+            .collect();
+        let emb = enc.embed(&images).unwrap();
+        images
+            .into_iter()
+            .zip(emb)
+            .map(|(image, embedding)| DecoderSample {
+                image,
+                inputs: vec![embedding.clone()],
+                embedding,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn trains_decodes_and_checks_its_settings() {
+        let enc = Encoder::new(&EncoderConfig::tiny_for_tests(), 1).unwrap();
+        let cfg = DecoderConfig::for_encoder(&enc);
+        assert_eq!(cfg.output_size, 32);
+        cfg.validate().unwrap();
+        let train = DecoderTrainConfig {
+            epochs: 2,
+            batch_size: 4,
+            learning_rate: 1e-3,
+            identity_weight: 1.0,
+            seed: 3,
+        };
+        let data = samples(8, 32, &enc);
+        let mut losses = Vec::new();
+        let d = Decoder::train(&enc, &data, &cfg, &train, &mut |_, l| losses.push(l)).unwrap();
+        assert_eq!(losses.len(), 2);
+        assert!(losses.iter().all(|l| l.is_finite()));
+        let out = d.decode(&[data[0].embedding.clone()]).unwrap();
+        assert_eq!(out[0].dimensions(), (32, 32));
+        assert!(d.decode(&[vec![0.0; 3]]).is_err());
+
+        let bad = |t: DecoderTrainConfig| Decoder::train(&enc, &data, &cfg, &t, &mut |_, _| {}).unwrap_err();
+        assert!(matches!(
+            bad(DecoderTrainConfig {
+                epochs: 0,
+                ..train.clone()
+            }),
+            Error::InvalidConfig { .. }
+        ));
+        assert!(matches!(
+            bad(DecoderTrainConfig {
+                batch_size: 0,
+                ..train.clone()
+            }),
+            Error::InvalidConfig { .. }
+        ));
+        let odd = DecoderConfig {
+            output_size: 30,
+            ..cfg.clone()
+        };
+        assert!(odd.validate().is_err());
+        let err = Decoder::train(&enc, &[], &cfg, &train, &mut |_, _| {}).unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
+    }
+}
