@@ -18,6 +18,10 @@ mod suite;
 mod wolf;
 mod world;
 
+mod inversion;
+mod masquerade;
+mod stolen;
+
 pub use defence::{Defences, KeyPolicy};
 pub use error::{Error, Result};
 pub use known_sample::{known_sample, KnownSampleConfig, PairRegression};
@@ -28,3 +32,9 @@ pub use suite::{
 };
 pub use wolf::{majority, wolf};
 pub use world::{cosine, normalized, OperatingPoint, Population, World, OPERATING_FMR};
+
+pub use inversion::{
+    inversion, inversion_pictures, inversion_with, train_decoder, InversionConfig, INVERSION_SCENARIOS,
+    KEY_POOL, RENEWALS,
+};
+pub use masquerade::{masquerade, MasqueradeConfig};

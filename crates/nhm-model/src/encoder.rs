@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use burn::module::Module;
 use burn::store::{ApplyError, ApplyResult, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor, TensorData};
 use nhm_data::input::InputSpec;
@@ -170,12 +171,69 @@ impl Encoder {
 
     /// The network's forward pass on a `[n, 1, s, s]` tensor.
     pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        if self.cfg.mirror_average {
-            let mirrored = self.net.forward(x.clone().flip([3]));
-            l2_normalize(self.net.forward(x) + mirrored)
-        } else {
-            self.net.forward(x)
+        forward_net(&self.net, self.cfg.mirror_average, x)
+    }
+
+    /// The network with its training behaviour off (BatchNorm on running statistics), its
+    /// weights constants: what a gradient through the frozen encoder runs on.
+    pub(crate) fn frozen_net(&self) -> EncoderNet {
+        self.net.valid()
+    }
+
+    /// Cosine of each image's embedding with its target direction, and the gradient of that
+    /// cosine with respect to the image's pixels (the white-box attacker's view of the encoder).
+    ///
+    /// `pixels` holds `targets.len()` images of `input_size`×`input_size` raw intensities in
+    /// [0, 1] (row-major, one after the other: the `u8` image divided by 255); they are
+    /// standardised inside the differentiated graph exactly as [`Encoder::embed`] does. Each
+    /// target (of `embedding_dim` values, any nonzero length) is normalised. Returns `n` cosines
+    /// and `n·s·s` gradient values, on the autodiff backend.
+    ///
+    /// Errors: [`Error::InvalidParameter`] for a pixel buffer of the wrong length, a target of
+    /// the wrong dimension, or a non-finite or zero target.
+    pub fn cosine_gradient(&self, pixels: &[f32], targets: &[Vec<f32>]) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (s, d, n) = (self.cfg.input_size, self.cfg.embedding_dim, targets.len());
+        if pixels.len() != n * s * s {
+            return Err(Error::invalid(
+                "pixels",
+                format!("{} values for {n} images of {s}×{s}", pixels.len()),
+            ));
         }
+        if n == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        if pixels.iter().any(|p| !p.is_finite()) {
+            return Err(Error::invalid("pixels", "a pixel is not finite"));
+        }
+        let mut flat = Vec::with_capacity(n * d);
+        for (i, t) in targets.iter().enumerate() {
+            if t.len() != d {
+                return Err(Error::invalid(
+                    "targets",
+                    format!("target {i} has {} values, the embedding {d}", t.len()),
+                ));
+            }
+            let norm = t.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+            if !(norm.is_finite() && norm > 0.0) {
+                return Err(Error::invalid(
+                    "targets",
+                    format!("target {i} is zero or not finite"),
+                ));
+            }
+            flat.extend(t.iter().map(|v| (f64::from(*v) / norm) as f32));
+        }
+        let device = self.device.clone().autodiff();
+        let net = self.frozen_net();
+        let x =
+            Tensor::<4>::from_data(TensorData::new(pixels.to_vec(), [n, 1, s, s]), &device).require_grad();
+        let e = forward_net(&net, self.cfg.mirror_average, standardize(x.clone()));
+        let t = Tensor::<2>::from_data(TensorData::new(flat, [n, d]), &self.device);
+        let cos = (e * t).sum_dim(1);
+        let grads = cos.clone().sum().backward();
+        let g = x.grad(&grads).ok_or_else(|| Error::Backend {
+            reason: "no gradient reached the input pixels".into(),
+        })?;
+        Ok((read_f32(cos.without_autodiff())?, read_f32(g)?))
     }
 
     /// Embeds `n` preprocessed images given as one row-major `[n, 1, s, s]` buffer.
@@ -247,6 +305,29 @@ impl Encoder {
             header.meta,
         ))
     }
+}
+
+/// The encoder's forward pass through `net` (mirror-averaged when `mirror`).
+pub(crate) fn forward_net(net: &EncoderNet, mirror: bool, x: Tensor<4>) -> Tensor<2> {
+    if mirror {
+        let mirrored = net.forward(x.clone().flip([3]));
+        l2_normalize(net.forward(x) + mirrored)
+    } else {
+        net.forward(x)
+    }
+}
+
+/// `[n, 1, s, s]` intensities in [0, 1] → the standardised pixels the encoder reads
+/// (`nhm_data::preprocess::to_f32` of the `u8` image, differentiably; a flat image's zero
+/// variance is nudged so that its gradient stays finite).
+pub(crate) fn standardize(x: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let flat: Tensor<2> = x.reshape([n, c * h * w]).mul_scalar(255.0);
+    let mean = flat.clone().mean_dim(1);
+    let centred = flat - mean;
+    let var = centred.clone().powf_scalar(2.0).mean_dim(1);
+    let inv = var.add_scalar(1e-6).sqrt().add_scalar(1e-3).recip();
+    (centred * inv).reshape([n, c, h, w])
 }
 
 /// Loads the weights of the checkpoint folder `dir` into `net` (the start of a fine-tuning run),
@@ -460,6 +541,52 @@ mod tests {
             diff(&tiny()) > 1e-3,
             "the plain encoder is mirror-invariant by accident"
         );
+    }
+
+    #[test]
+    fn cosine_gradient_matches_embed_and_finite_differences() {
+        let enc = Encoder::new(&tiny(), 1).unwrap();
+        let imgs = images(2, 32);
+        let e = enc.embed(&imgs).unwrap();
+        let targets = vec![e[1].clone(), e[1].iter().map(|v| -v).collect::<Vec<f32>>()];
+        let pixels: Vec<f32> = imgs
+            .iter()
+            .flat_map(|i| i.as_raw().iter().map(|&p| p as f32 / 255.0))
+            .collect();
+        let (cos, grad) = enc.cosine_gradient(&pixels, &targets).unwrap();
+        assert_eq!((cos.len(), grad.len()), (2, 2 * 32 * 32));
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        assert!(
+            (cos[0] - dot(&e[0], &e[1])).abs() < 1e-3,
+            "{} vs {}",
+            cos[0],
+            dot(&e[0], &e[1])
+        );
+        assert!((cos[1] + 1.0).abs() < 1e-3, "{}", cos[1]);
+        // A step along the gradient raises the cosine by about |g|²·step.
+        let g0 = &grad[..32 * 32];
+        let n2: f32 = g0.iter().map(|g| g * g).sum();
+        assert!(n2 > 0.0);
+        let step = 1e-3 / n2.sqrt();
+        let moved: Vec<f32> = pixels[..32 * 32]
+            .iter()
+            .zip(g0)
+            .map(|(p, g)| p + step * g)
+            .collect();
+        let (c2, _) = enc.cosine_gradient(&moved, &targets[..1]).unwrap();
+        let predicted = step * n2;
+        let got = c2[0] - cos[0];
+        assert!(
+            (got - predicted).abs() < 0.3 * predicted.abs() + 1e-6,
+            "finite difference {got}, gradient predicts {predicted}"
+        );
+        // The encoder itself is untouched (no BatchNorm statistics updated).
+        assert_eq!(enc.embed(&imgs).unwrap(), e);
+        assert!(enc.cosine_gradient(&pixels[1..], &targets).is_err());
+        assert!(enc
+            .cosine_gradient(&pixels, &[vec![0.0; 16], vec![1.0; 16]])
+            .is_err());
+        assert!(enc.cosine_gradient(&pixels[..32 * 32], &[vec![1.0; 15]]).is_err());
     }
 
     #[test]

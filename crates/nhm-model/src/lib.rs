@@ -9,6 +9,7 @@
 
 mod bench;
 mod config;
+mod decoder;
 mod encoder;
 mod error;
 mod loss;
@@ -18,6 +19,7 @@ mod train;
 
 pub use bench::{benchmark, Throughput};
 pub use config::{EncoderConfig, LossKind, TrainConfig, ENCODER_BASE_TOML, ENCODER_SMALL_TOML};
+pub use decoder::{Decoder, DecoderConfig, DecoderSample, DecoderTrainConfig};
 pub use encoder::{compute_device, CheckpointMeta, Encoder, EMBED_BATCH, HEADER_FILE, WEIGHTS_FILE};
 pub use error::{Error, Result};
 pub use pipeline::{ClientPipeline, PreparedSample};

@@ -16,10 +16,10 @@ use crate::EncoderConfig;
 /// The backend's random generator (used by burn's weight initialisers) is process-global: hold
 /// this lock from seeding to the end of initialisation so that two models built at once on
 /// different threads (tests, a server) cannot interleave their draws.
-static INIT_LOCK: Mutex<()> = Mutex::new(());
+pub(crate) static INIT_LOCK: Mutex<()> = Mutex::new(());
 
 /// Touches every float parameter so that its lazy initialiser runs now.
-struct Materialize;
+pub(crate) struct Materialize;
 
 impl ModuleVisitor for Materialize {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
