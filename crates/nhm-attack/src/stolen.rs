@@ -2,12 +2,12 @@
 //! peppered when the defence is on), what a thief makes of stolen bits, and pixel buffers.
 
 use image::GrayImage;
-use nhm_template::{BinaryHashmap, Key, Pepper, Protector};
+use nhm_template::{BinaryHashmap, Pepper, Protector};
 
 use crate::{normalized, Defences, OperatingPoint, Result, Tally, World};
 
 /// The application name the victims' service enrols under.
-pub(crate) const VICTIM_APP: &str = "victim-service";
+pub(crate) const VICTIM_APP: &str = "app-a";
 
 /// The service the white-box attacks steal from: its key, its templates, its threshold.
 pub(crate) struct Store {
@@ -31,7 +31,7 @@ impl Store {
         let op = world.operating_point(&protector)?;
         let pepper = defences
             .pepper
-            .then(|| Pepper::new(&server_pepper_key(world), protector.output_dim()));
+            .then(|| world.server_pepper(protector.output_dim()));
         Ok(Store {
             protector,
             templates,
@@ -60,10 +60,6 @@ pub(crate) fn genuine_baseline(world: &World, store: &Store, targets: &[usize]) 
     Ok(t)
 }
 
-/// The server's pepper key (a server secret: no attacker here holds it).
-pub(crate) fn server_pepper_key(world: &World) -> Key {
-    Key::from_seed(world.seed ^ 0x5E77_E9BE_99E7)
-}
 
 /// A hashmap's bits as ±1 values (bit 1 is a non-negative projection).
 pub(crate) fn signs(h: &BinaryHashmap) -> Vec<f32> {
