@@ -11,10 +11,18 @@
 
 mod defence;
 mod error;
+mod hill_climb;
+mod oracle;
 mod outcome;
+mod replay;
+mod service;
 mod world;
 
 pub use defence::{Defences, KeyPolicy};
 pub use error::{Error, Result};
+pub use hill_climb::{hill_climb, Climb, Feedback};
+pub use oracle::{service_config, Answer, HttpOracle, Oracle, ServiceHarness, UNLIMITED_ATTEMPTS};
 pub use outcome::{AttackResult, Tally};
+pub use replay::{replay, Replay};
+pub use service::{enrolment, service_attacks, victim_id};
 pub use world::{cosine, normalized, OperatingPoint, Population, World, OPERATING_FMR};
