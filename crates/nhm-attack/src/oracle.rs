@@ -469,9 +469,61 @@ pub(crate) fn random_hashmap(bits: usize, rng: &mut impl Rng) -> Result<BinaryHa
 
 /// `h` with bit `i` flipped.
 pub(crate) fn flipped(h: &BinaryHashmap, i: usize) -> Result<BinaryHashmap> {
+    if i >= h.dim() {
+        return Err(Error::InvalidParameter {
+            name: "bit",
+            reason: format!("bit {i} of a {}-bit hashmap", h.dim()),
+        });
+    }
     let mut words = h.words().to_vec();
     if let Some(w) = words.get_mut(i / 64) {
         *w ^= 1u64 << (i % 64);
     }
     Ok(BinaryHashmap::from_words(h.dim(), words)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn random_hashmaps_keep_padding_clear_and_a_flip_moves_one_bit() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        for bits in [1, 63, 64, 65, 200, 256] {
+            let h = random_hashmap(bits, &mut rng).unwrap();
+            assert_eq!(h.dim(), bits);
+            for i in [0, bits / 2, bits - 1] {
+                let f = flipped(&h, i).unwrap();
+                assert_eq!(h.hamming(&f).unwrap(), 1);
+                assert_ne!(h.bit(i), f.bit(i));
+            }
+            assert!(flipped(&h, bits).is_err());
+        }
+    }
+
+    #[test]
+    fn the_config_follows_the_defences() {
+        let t = Threshold {
+            score: 0.7,
+            target_fmr: 0.001,
+            measured_fmr: 0.001,
+            impostor_comparisons: 1000,
+        };
+        let off = service_config(&Defences::none(128), t);
+        assert_eq!((off.dim, off.kind), (128, HashmapKind::Binary));
+        assert!(!off.pepper && off.return_scores);
+        assert_eq!(off.max_failed_attempts, UNLIMITED_ATTEMPTS);
+        assert_eq!(off.identify_max_failed_attempts, UNLIMITED_ATTEMPTS);
+        assert_eq!(off.threshold.map(|t| t.score), Some(0.7));
+        off.validate().unwrap();
+        let on = service_config(&Defences::default(), t);
+        assert!(on.pepper && !on.return_scores);
+        assert_eq!(on.max_failed_attempts, Config::default().max_failed_attempts);
+        assert_eq!(
+            on.identify_max_failed_attempts,
+            Config::default().identify_max_failed_attempts
+        );
+        on.validate().unwrap();
+    }
 }
