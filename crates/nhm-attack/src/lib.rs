@@ -11,30 +11,36 @@
 
 mod defence;
 mod error;
+mod hill_climb;
+mod inversion;
 mod known_sample;
 mod linkage;
+mod masquerade;
+mod oracle;
 mod outcome;
+mod replay;
+mod service;
+mod stolen;
 mod suite;
 mod wolf;
 mod world;
 
-mod inversion;
-mod masquerade;
-mod stolen;
-
 pub use defence::{Defences, KeyPolicy};
 pub use error::{Error, Result};
+pub use hill_climb::{hill_climb, Climb, Feedback};
+pub use inversion::{
+    inversion, inversion_pictures, inversion_with, train_decoder, InversionConfig, INVERSION_SCENARIOS,
+    KEY_POOL, RENEWALS,
+};
 pub use known_sample::{known_sample, KnownSampleConfig, PairRegression};
 pub use linkage::{linkage, DSYS_BINS};
+pub use masquerade::{masquerade, MasqueradeConfig};
+pub use oracle::{service_config, Answer, HttpOracle, Oracle, ServiceHarness, UNLIMITED_ATTEMPTS};
 pub use outcome::{AttackResult, Tally};
+pub use replay::{replay, Replay};
+pub use service::{enrolment, service_attacks, victim_id};
 pub use suite::{
     recognition_cost, run_suite, AttackKind, DefenceRun, RecognitionCost, SuiteConfig, SuiteReport,
 };
 pub use wolf::{majority, wolf};
 pub use world::{cosine, normalized, OperatingPoint, Population, World, OPERATING_FMR};
-
-pub use inversion::{
-    inversion, inversion_pictures, inversion_with, train_decoder, InversionConfig, INVERSION_SCENARIOS,
-    KEY_POOL, RENEWALS,
-};
-pub use masquerade::{masquerade, MasqueradeConfig};

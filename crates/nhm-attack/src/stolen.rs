@@ -60,7 +60,6 @@ pub(crate) fn genuine_baseline(world: &World, store: &Store, targets: &[usize]) 
     Ok(t)
 }
 
-
 /// A hashmap's bits as ±1 values (bit 1 is a non-negative projection).
 pub(crate) fn signs(h: &BinaryHashmap) -> Vec<f32> {
     (0..h.dim()).map(|i| if h.bit(i) { 1.0 } else { -1.0 }).collect()

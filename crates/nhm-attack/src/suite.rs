@@ -4,31 +4,58 @@
 use nhm_eval::ScoreSet;
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use image::GrayImage;
+use nhm_model::Decoder;
+
 use crate::{
-    known_sample, linkage, wolf, AttackResult, Defences, KnownSampleConfig, Result, World, OPERATING_FMR,
+    inversion_pictures, inversion_with, known_sample, linkage, masquerade, service_attacks, train_decoder,
+    wolf, AttackResult, Defences, InversionConfig, KnownSampleConfig, MasqueradeConfig, Result, World,
+    OPERATING_FMR,
 };
 
 /// One attack of the suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AttackKind {
+    /// A decoder trained on public data turns a stolen template back into an image.
+    Inversion,
     /// Known (sample, hashmap) pairs under the victims' key recover a preimage.
     KnownSample,
     /// One crafted hashmap matches many subjects in 1:N.
     Wolf,
+    /// Gradient descent on an input image through the white-box encoder towards a target.
+    Masquerade,
+    /// Bit flips against the running service, with scores or accept/reject only.
+    HillClimbing,
+    /// A stolen template sent back to the service, or to another application.
+    Replay,
     /// Templates of one person linked across two services.
     Linkage,
 }
 
 impl AttackKind {
     /// Every attack, in report order.
-    pub const ALL: [AttackKind; 3] = [AttackKind::KnownSample, AttackKind::Wolf, AttackKind::Linkage];
+    pub const ALL: [AttackKind; 7] = [
+        AttackKind::Inversion,
+        AttackKind::KnownSample,
+        AttackKind::Masquerade,
+        AttackKind::HillClimbing,
+        AttackKind::Wolf,
+        AttackKind::Replay,
+        AttackKind::Linkage,
+    ];
 
     /// The attack's name on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
+            AttackKind::Inversion => "inversion",
             AttackKind::KnownSample => "known-sample",
+            AttackKind::Masquerade => "masquerade",
+            AttackKind::HillClimbing => "hill-climbing",
             AttackKind::Wolf => "wolf",
+            AttackKind::Replay => "replay",
             AttackKind::Linkage => "linkage",
         }
     }
@@ -39,6 +66,24 @@ impl AttackKind {
 pub struct SuiteConfig {
     /// The known-sample attack's settings.
     pub known_sample: KnownSampleConfig,
+    /// The inversion attack's settings.
+    pub inversion: InversionConfig,
+    /// The masquerade attack's settings.
+    pub masquerade: MasqueradeConfig,
+    /// Victims enrolled in the running service for hill-climbing and replay.
+    pub service_victims: usize,
+    /// Queries each hill-climb may spend.
+    pub query_budget: usize,
+    /// Rows of the inversion pictures (0: none).
+    pub picture_rows: usize,
+}
+
+impl AttackKind {
+    /// Whether the attack runs offline on stolen material (it reads the key policy, the pepper
+    /// and the hashmap length, not the service's attempt limits or score hiding).
+    fn offline(self) -> bool {
+        !matches!(self, AttackKind::HillClimbing | AttackKind::Replay)
+    }
 }
 
 /// What the recognition costs under one set of defences: binary hashmaps of the victims, every
@@ -95,13 +140,21 @@ pub struct DefenceRun {
 }
 
 /// The suite's report.
+/// The suite's report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SuiteReport {
     /// One entry per set of defences.
     pub runs: Vec<DefenceRun>,
+    /// Inversion contact sheets (original, then each scenario's reconstruction), by defence label.
+    #[serde(skip)]
+    pub pictures: Vec<(String, GrayImage)>,
 }
 
-/// Runs `kinds` under each labelled set of defences.
+/// Runs `kinds` under each labelled set of defences. An offline attack is run once per
+/// combination of the switches it reads (key policy, pepper, hashmap length) and its results
+/// are shared by the columns that differ only in the service's switches; the service attacks run
+/// against a fresh service for every column. The inversion decoder is trained once per hashmap
+/// length.
 pub fn run_suite(
     world: &World,
     kinds: &[AttackKind],
@@ -109,15 +162,63 @@ pub fn run_suite(
     cfg: &SuiteConfig,
 ) -> Result<SuiteReport> {
     let mut runs = Vec::new();
+    let mut pictures = Vec::new();
+    let mut decoders: BTreeMap<usize, Decoder> = BTreeMap::new();
+    let mut offline: BTreeMap<(AttackKind, String), Vec<AttackResult>> = BTreeMap::new();
     for (label, d) in defences {
         tracing::info!("defences: {label}");
         let mut results = Vec::new();
+        let mut service: Option<Vec<AttackResult>> = None;
         for &k in kinds {
-            match k {
-                AttackKind::KnownSample => results.extend(known_sample(world, d, &cfg.known_sample)?),
-                AttackKind::Wolf => results.extend(wolf(world, d)?),
-                AttackKind::Linkage => results.push(linkage(world, d)?),
+            let reads = format!("{:?}/{}/{}", d.keys, d.pepper, d.hashmap_bits);
+            if k.offline() {
+                if let Some(r) = offline.get(&(k, reads.clone())) {
+                    results.extend(r.iter().cloned().map(|mut r| {
+                        r.defences = d.label();
+                        r
+                    }));
+                    continue;
+                }
             }
+            let r = match k {
+                AttackKind::Inversion => {
+                    let decoder = match decoders.entry(d.hashmap_bits) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            e.insert(train_decoder(world, d, &cfg.inversion, &mut |epoch, loss| {
+                                tracing::info!("decoder epoch {epoch}: loss {loss:.4}");
+                            })?)
+                        }
+                    };
+                    if cfg.picture_rows > 0 {
+                        pictures.push((
+                            label.clone(),
+                            inversion_pictures(world, d, &cfg.inversion, decoder, cfg.picture_rows)?,
+                        ));
+                    }
+                    inversion_with(world, d, &cfg.inversion, decoder)?
+                }
+                AttackKind::KnownSample => known_sample(world, d, &cfg.known_sample)?,
+                AttackKind::Masquerade => masquerade(world, d, &cfg.masquerade)?,
+                AttackKind::Wolf => wolf(world, d)?,
+                AttackKind::Linkage => vec![linkage(world, d)?],
+                AttackKind::HillClimbing | AttackKind::Replay => {
+                    if service.is_none() {
+                        service = Some(service_attacks(world, d, cfg.service_victims, cfg.query_budget)?);
+                    }
+                    let name = k.name();
+                    service
+                        .iter()
+                        .flatten()
+                        .filter(|r| r.attack == name)
+                        .cloned()
+                        .collect()
+                }
+            };
+            if k.offline() {
+                offline.insert((k, reads), r.clone());
+            }
+            results.extend(r);
         }
         runs.push(DefenceRun {
             label: label.clone(),
@@ -126,7 +227,7 @@ pub fn run_suite(
             results,
         });
     }
-    Ok(SuiteReport { runs })
+    Ok(SuiteReport { runs, pictures })
 }
 
 impl SuiteReport {

@@ -167,3 +167,50 @@ fn victims_without_mates_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn the_suite_tables_every_attack_under_every_defence() {
+    use nhm_attack::{run_suite, AttackKind, InversionConfig, MasqueradeConfig, SuiteConfig};
+    let w = world(11);
+    let cfg = SuiteConfig {
+        known_sample: KnownSampleConfig {
+            pairs: vec![300],
+            targets: 10,
+        },
+        inversion: InversionConfig::quick(),
+        masquerade: MasqueradeConfig::quick(),
+        service_victims: 3,
+        query_budget: 100,
+        picture_rows: 0,
+    };
+    let kinds = [
+        AttackKind::KnownSample,
+        AttackKind::HillClimbing,
+        AttackKind::Replay,
+        AttackKind::Linkage,
+    ];
+    let table = Defences::table(DIM);
+    let report = run_suite(&w, &kinds, &table, &cfg).unwrap();
+    assert_eq!(report.runs.len(), table.len());
+    let rate = |label: &str, attack: &str, scenario: &str| {
+        let run = report.runs.iter().find(|r| r.label == label).unwrap();
+        run.results
+            .iter()
+            .find(|r| r.attack == attack && r.scenario == scenario)
+            .unwrap_or_else(|| panic!("{label}: no {attack} / {scenario}"))
+            .rate()
+    };
+    assert_eq!(rate("none", "hill-climbing", "scores returned"), 1.0);
+    assert_eq!(rate("attempt limits", "hill-climbing", "scores returned"), 0.0);
+    assert_eq!(rate("none", "replay", "stored template"), 1.0);
+    assert_eq!(rate("pepper", "replay", "stored template"), 0.0);
+    assert_eq!(rate("defaults (all)", "replay", "another application"), 0.0);
+    // An offline attack reads neither attempt limits nor score hiding: one run serves those columns.
+    let none = &report.runs[0].results[0];
+    let limits = report.runs.iter().find(|r| r.label == "attempt limits").unwrap();
+    assert_eq!(limits.results[0].success, none.success);
+    assert_eq!(limits.results[0].defences, limits.defences.label());
+    let md = report.markdown_table();
+    assert_eq!(md.lines().count(), 2 + report.runs[0].results.len() + 1, "{md}");
+    assert!(md.contains("| replay | stored template | 100.0% (3/3) |"), "{md}");
+}

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use nhm_attack::{AttackKind, Defences, KnownSampleConfig, SuiteConfig, World};
+use nhm_attack::{
+    AttackKind, Defences, InversionConfig, KnownSampleConfig, MasqueradeConfig, SuiteConfig, World,
+};
 use nhm_data::synth::View;
 use serde_json::json;
 
@@ -15,10 +17,18 @@ use crate::source::DataArgs;
 pub enum KindArg {
     /// Every attack.
     All,
+    /// A decoder trained on public data turns stolen templates back into images.
+    Inversion,
     /// Known (sample, hashmap) pairs recover a preimage.
     KnownSample,
+    /// Gradient descent on an image through the white-box encoder towards a target.
+    Masquerade,
+    /// Bit flips against the running service (with scores, or accept/reject only).
+    HillClimbing,
     /// One crafted hashmap against the whole gallery in 1:N.
     Wolf,
+    /// A stolen template sent back to the service or to another application.
+    Replay,
     /// One person linked across two services.
     Linkage,
 }
@@ -58,7 +68,7 @@ pub struct Args {
     #[arg(long, default_value = "synth")]
     pub public: String,
     /// Synthetic public data: fingers.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 125)]
     pub public_subjects: u32,
     /// Synthetic public data's seed.
     #[arg(long, default_value_t = 1234)]
@@ -72,6 +82,21 @@ pub struct Args {
     /// Stolen templates (victims) attacked per attack.
     #[arg(long, default_value_t = 100)]
     pub targets: usize,
+    /// Victims enrolled in the running service for hill-climbing and replay.
+    #[arg(long, default_value_t = 20)]
+    pub service_victims: usize,
+    /// Queries each hill-climb may spend.
+    #[arg(long, default_value_t = 2000)]
+    pub query_budget: usize,
+    /// Decoder training epochs (inversion).
+    #[arg(long)]
+    pub decoder_epochs: Option<usize>,
+    /// Targets of the masquerade (each an optimisation through the encoder; default: 40).
+    #[arg(long, default_value_t = 40)]
+    pub masquerade_targets: usize,
+    /// Gradient steps of the masquerade.
+    #[arg(long)]
+    pub masquerade_steps: Option<usize>,
     /// Seed of keys and of every attack's random choices.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -141,8 +166,12 @@ pub fn run(args: Args) -> Result<()> {
     let world = World::new(encoder, &victims, &public, args.seed)?;
     let kinds: Vec<AttackKind> = match args.kind {
         KindArg::All => AttackKind::ALL.to_vec(),
+        KindArg::Inversion => vec![AttackKind::Inversion],
         KindArg::KnownSample => vec![AttackKind::KnownSample],
+        KindArg::Masquerade => vec![AttackKind::Masquerade],
+        KindArg::HillClimbing => vec![AttackKind::HillClimbing],
         KindArg::Wolf => vec![AttackKind::Wolf],
+        KindArg::Replay => vec![AttackKind::Replay],
         KindArg::Linkage => vec![AttackKind::Linkage],
     };
     let defences = match args.defences {
@@ -156,15 +185,46 @@ pub fn run(args: Args) -> Result<()> {
         )],
         DefenceArg::None => vec![("none".into(), Defences::none(dim))],
     };
+    let mut inversion = InversionConfig {
+        targets: args.targets,
+        seed: args.seed,
+        ..InversionConfig::default()
+    };
+    if let Some(e) = args.decoder_epochs {
+        inversion.epochs = e;
+    }
+    let mut masquerade = MasqueradeConfig {
+        targets: args.masquerade_targets,
+        seed: args.seed,
+        ..MasqueradeConfig::default()
+    };
+    if let Some(s) = args.masquerade_steps {
+        masquerade.steps = s;
+    }
     let cfg = SuiteConfig {
         known_sample: KnownSampleConfig {
             targets: args.targets,
             ..KnownSampleConfig::default()
         },
+        inversion,
+        masquerade,
+        service_victims: args.service_victims,
+        query_budget: args.query_budget,
+        picture_rows: 8,
     };
     let report = nhm_attack::run_suite(&world, &kinds, &defences, &cfg)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let table = report.markdown_table();
+    for (label, sheet) in &report.pictures {
+        let name: String = label
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let path = args.out.join(format!("inversion-{name}.png"));
+        sheet
+            .save(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let json = json!({
         "config": {
             "model": model.display().to_string(),
