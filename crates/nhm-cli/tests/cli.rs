@@ -493,3 +493,67 @@ fn scan_contract_travels_with_the_checkpoint() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("share 0 subject label"), "{}", stderr(&o));
 }
+
+/// `nhm attack`, small: the offline attacks on the shipped model write the table, and each bad
+/// input is refused with a message naming it.
+#[test]
+fn attack_writes_the_table_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("attack");
+    let small = [
+        "--victim-subjects",
+        "10",
+        "--impressions",
+        "3",
+        "--public-subjects",
+        "20",
+        "--targets",
+        "5",
+        "--defences",
+        "none",
+    ];
+    let mut args = vec!["attack", "linkage", "--out", s(&out)];
+    args.extend(small);
+    let o = nhm(&args);
+    assert!(o.status.success(), "attack failed: {}", stderr(&o));
+    assert!(
+        stdout(&o).contains("| linkage | two services, templates of both |"),
+        "{}",
+        stdout(&o)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["report"]["runs"][0]["label"], "none");
+    assert!(out.join("report.md").is_file());
+
+    let o = nhm(&[
+        "attack",
+        "wolf",
+        "--victim-seed",
+        "5",
+        "--public-seed",
+        "5",
+        "--out",
+        s(&out),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--victim-seed and --public-seed are equal"),
+        "{}",
+        stderr(&o)
+    );
+    let o = nhm(&["attack", "wolf", "--targets", "0", "--out", s(&out)]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--targets must be at least 1"),
+        "{}",
+        stderr(&o)
+    );
+    let missing = dir.path().join("no-such-set");
+    let o = nhm(&["attack", "wolf", "--victims", s(&missing), "--out", s(&out)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("loading the victims"), "{}", stderr(&o));
+    let o = nhm(&["attack", "telepathy"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("telepathy"), "{}", stderr(&o));
+}
