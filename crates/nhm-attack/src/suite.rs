@@ -124,7 +124,9 @@ pub fn recognition_cost(world: &World, defences: &Defences) -> Result<Recognitio
     // transform keeps angles), impostor probes are made under the impostor's key.
     let own: Vec<_> = (0..h.len())
         .map(|i| {
-            let k = world.victim_key(defences, &format!("app-a/subject-{}", s[i]));
+            let k = world
+                .victim_key(defences, "app-a")
+                .for_application(&format!("subject-{}", s[i]));
             world
                 .protector(&k, defences)
                 .and_then(|p| Ok(p.binary(&world.victims.embeddings[i])?))
