@@ -44,6 +44,10 @@ enum Command {
     Encode(cmd::encode::Args),
     /// Evaluate an encoder on unseen subjects: recognition metrics, score files, plots, report.
     Eval(cmd::eval::Args),
+    /// Face models: build a checkpoint from the pretrained parts and a trained head, or show
+    /// what the face pipeline finds in images.
+    #[command(subcommand)]
+    Face(cmd::face::Command),
     /// Run the whole pipeline on synthetic data: generate, train, encode, enrol, verify, identify, report.
     Demo(cmd::demo::Args),
     /// Run the hashmap service (HTTP).
@@ -82,6 +86,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(a) => cmd::train::run(a),
         Command::Encode(a) => cmd::encode::run(a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Face(c) => cmd::face::run(c),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Enroll(a) => cmd::client::enroll(a),

@@ -46,6 +46,32 @@ pub fn default_fingerprint_model() -> Result<PathBuf> {
     )
 }
 
+/// Folder of the shipped face model (or, before it is built, the converted pretrained parts).
+pub const FACE_MODEL: &str = "face";
+
+/// The shipped face model's folder: the first root that holds the converted backbone.
+///
+/// # Errors
+/// When no root holds it, naming every folder looked in and the command that makes it.
+pub fn default_face_model() -> Result<PathBuf> {
+    let roots = model_roots();
+    for r in &roots {
+        let dir = r.join(FACE_MODEL);
+        if dir.join(nhm_model::face::BACKBONE_FILE).is_file() {
+            return Ok(dir);
+        }
+    }
+    let looked: Vec<String> = roots
+        .iter()
+        .map(|r| r.join(FACE_MODEL).display().to_string())
+        .collect();
+    bail!(
+        "no face model found (looked in {}); convert dlib's models with `python3 \
+         scripts/convert-dlib-face.py --out models/face` or pass --model DIR",
+        looked.join(", ")
+    )
+}
+
 /// The folder of the shared real datasets the reports use when they are there: `$NHM_DATA`,
 /// else `../shared/data` from the working directory, else beside the source tree this binary was
 /// built from. `None` when none exists.

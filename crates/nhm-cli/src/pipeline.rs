@@ -65,12 +65,12 @@ pub struct Embedded<'a> {
 
 impl<'a> Embedded<'a> {
     /// Embeds every sample of `data` with a progress bar.
-    pub fn new(encoder: &nhm_model::Encoder, data: &'a Dataset) -> Result<Self> {
+    pub fn new(encoder: &dyn nhm_model::Embedder, data: &'a Dataset) -> Result<Self> {
         let pb = progress::bar(data.samples.len() as u64, "encode");
         let mut embeddings = Vec::with_capacity(data.samples.len());
         for chunk in data.samples.chunks(64) {
             let images: Vec<_> = chunk.iter().map(|s| s.image.clone()).collect();
-            embeddings.extend(encoder.embed(&images).context("encoding samples")?);
+            embeddings.extend(encoder.embed_images(&images).context("encoding samples")?);
             pb.inc(chunk.len() as u64);
         }
         pb.finish_and_clear();
@@ -190,14 +190,14 @@ fn fvc_comparisons<T: Sync>(
 /// Evaluates `encoder` on the unseen subjects of `test`; `dev` (subjects disjoint from `test`)
 /// fixes the operating threshold. Writes score files, plots and the report into `out`.
 pub fn evaluate_encoder(
-    encoder: &nhm_model::Encoder,
+    encoder: &dyn nhm_model::Embedder,
     test: &Dataset,
     dev: Option<&Dataset>,
     opts: &EvalOptions,
     out: &Path,
 ) -> Result<Report> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let dim = encoder.config().embedding_dim;
+    let dim = encoder.embedding_dim();
     let emb = Embedded::new(encoder, test)?;
     let app = protector(&application_key(opts.seed, "evaluation"), dim, opts)?;
 
@@ -460,7 +460,7 @@ fn ratio(a: f64, b: f64) -> String {
 
 /// The binary-hashmap threshold for the target FMR, from impostor scores on `dev`.
 fn operating_threshold(
-    encoder: &nhm_model::Encoder,
+    encoder: &dyn nhm_model::Embedder,
     dev: &Dataset,
     app: &Protector,
     opts: &EvalOptions,
@@ -640,7 +640,7 @@ pub struct CrossSystem {
 /// label, and only labels on both sides take part. Raw pixels, the raw embedding and binary
 /// hashmaps under the shared evaluation key. Writes `cross.json` into `out`.
 pub fn evaluate_cross(
-    encoder: &nhm_model::Encoder,
+    encoder: &dyn nhm_model::Embedder,
     references: &Dataset,
     probes: &Dataset,
     opts: &EvalOptions,
@@ -671,7 +671,7 @@ pub fn evaluate_cross(
     );
     let app = protector(
         &application_key(opts.seed, "evaluation"),
-        encoder.config().embedding_dim,
+        encoder.embedding_dim(),
         opts,
     )?;
     let (rb, pb) = (

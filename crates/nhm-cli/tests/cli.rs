@@ -557,3 +557,151 @@ fn attack_writes_the_table_and_refuses_bad_input() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("telepathy"), "{}", stderr(&o));
 }
+
+/// The face path end to end on the shipped face model: `nhm face find` shows the face and its
+/// landmarks, `nhm face build` fits a head on a small folder of faces, `nhm encode` turns faces
+/// into hashmaps with the model given (the modality comes from the checkpoint), `nhm eval`
+/// reports a face set; a frame without a face, a corrupt file and a folder of images without
+/// faces are refused by name, and the fingerprint-only commands refuse a face model.
+#[test]
+fn face_model_finds_encodes_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/face");
+    let frame = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nhm-model/tests/fixtures/face/frame-0.png");
+    let blank = dir.path().join("blank.png");
+    image::GrayImage::from_pixel(120, 100, image::Luma([90]))
+        .save(&blank)
+        .unwrap();
+    let corrupt = dir.path().join("corrupt.png");
+    std::fs::write(&corrupt, b"\x89PNG not really").unwrap();
+
+    let sheet = dir.path().join("chips.png");
+    let o = nhm(&[
+        "face",
+        "find",
+        "--model",
+        s(&models),
+        "--sheet",
+        s(&sheet),
+        s(&frame),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("1 face(s) found"), "{}", stdout(&o));
+    assert_eq!(image::open(&sheet).unwrap().width(), 150);
+    let o = nhm(&["face", "find", "--model", s(&models), s(&blank)]);
+    assert!(!o.status.success());
+    assert!(stdout(&o).contains("blank.png: no face found"), "{}", stdout(&o));
+    let o = nhm(&["face", "find", "--model", s(&models), s(&corrupt)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("corrupt.png"), "{}", stderr(&o));
+
+    // A client encodes a face with the face model and refuses a frame without one, by name.
+    let key = dir.path().join("k.key");
+    assert!(nhm(&["key", "new", "--seed", "3", "--out", s(&key)])
+        .status
+        .success());
+    let out = dir.path().join("h.jsonl");
+    let o = nhm(&[
+        "encode",
+        "--model",
+        s(&models),
+        "--key",
+        s(&key),
+        "--out",
+        s(&out),
+        s(&frame),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&out).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(line["kind"], "binary");
+    let o = nhm(&[
+        "encode",
+        "--model",
+        s(&models),
+        "--key",
+        s(&key),
+        "--out",
+        s(&out),
+        s(&blank),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("blank.png") && stderr(&o).contains("no face"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A face model is not a fingerprint encoder: the synthetic-print evaluation refuses it.
+    let o = nhm(&["eval", "--model", s(&models), "--out", s(&dir.path().join("e"))]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("face dataset folder"), "{}", stderr(&o));
+
+    let orl = shared("orl_faces");
+    if !orl.is_dir() {
+        eprintln!("skipping the ORL part: {} not found", orl.display());
+        return;
+    }
+    // Six ORL identities as one folder per identity: a head is fitted, then five others are
+    // evaluated as unseen subjects.
+    let train = dir.path().join("train");
+    let test = dir.path().join("test");
+    for (folder, range) in [(&train, 1..=6), (&test, 7..=11)] {
+        for id in range {
+            let d = folder.join(format!("s{id}"));
+            std::fs::create_dir_all(&d).unwrap();
+            for k in 1..=4 {
+                std::fs::copy(orl.join(format!("s{id}/{k}.pgm")), d.join(format!("{k}.pgm"))).unwrap();
+            }
+        }
+    }
+    let head = dir.path().join("head");
+    let o = nhm(&[
+        "face",
+        "build",
+        "--parts",
+        s(&models),
+        "--data",
+        s(&train),
+        "--epochs",
+        "2",
+        "--out",
+        s(&head),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("6 identities, 24 samples"), "{}", stdout(&o));
+    let header: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(head.join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(header["format"], "nhm-face/1");
+    assert_eq!(header["head"]["dim"], 128);
+    let rep = dir.path().join("eval");
+    let o = nhm(&[
+        "eval",
+        "--model",
+        s(&head),
+        "--data",
+        s(&test),
+        "--eval-fraction",
+        "1",
+        "--val-fraction",
+        "0",
+        "--hashmap-dim",
+        "1024",
+        "--out",
+        s(&rep),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rep.join("report.json")).unwrap()).unwrap();
+    let systems = report["systems"].as_array().unwrap();
+    let eer = |name: &str| {
+        systems
+            .iter()
+            .find(|x| x["name"].as_str().is_some_and(|n| n.starts_with(name)))
+            .and_then(|x| x["figures"]["eer"].as_f64())
+            .unwrap()
+    };
+    // Five unseen identities, four faces each: the face model must beat raw pixels clearly.
+    assert!(eer("binary hashmap (") < eer("raw pixels") / 2.0, "{systems:?}");
+    assert_eq!(report["config"]["failures_to_acquire"], 0);
+}

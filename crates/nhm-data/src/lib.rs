@@ -11,6 +11,7 @@
 pub mod augment;
 pub mod dataset;
 pub mod error;
+pub mod face;
 pub mod fingerprint;
 pub mod input;
 pub mod loaders;

@@ -354,6 +354,16 @@ pub(crate) fn load_init(dir: &Path, cfg: &EncoderConfig, net: &mut EncoderNet) -
 fn read_header(dir: &Path) -> Result<HeaderFile> {
     let path = dir.join(HEADER_FILE);
     let text = read_file(&path)?;
+    if crate::face::is_face_checkpoint(dir) {
+        return Err(Error::invalid(
+            "model",
+            format!(
+                "{} is a face model (detector, aligner, backbone, head); this command needs an image \
+                 encoder checkpoint such as models/fingerprint",
+                dir.display()
+            ),
+        ));
+    }
     serde_json::from_slice(&text).map_err(|source| Error::Json { path, source })
 }
 

@@ -116,6 +116,14 @@ pub enum Error {
     /// An error from the data crate (augmentation, datasets).
     #[error(transparent)]
     Data(#[from] nhm_data::Error),
+    /// An image holds no face the face model can use.
+    #[error("{}: {problem}", path.display())]
+    NoUsableFace {
+        /// The image file.
+        path: PathBuf,
+        /// What was (not) found.
+        problem: crate::face::FaceProblem,
+    },
     /// An error from the metrics crate (validation EER).
     #[error(transparent)]
     Eval(#[from] nhm_eval::Error),

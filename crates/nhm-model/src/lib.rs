@@ -12,6 +12,7 @@ mod config;
 mod decoder;
 mod encoder;
 mod error;
+pub mod face;
 mod loss;
 mod net;
 mod pipeline;
@@ -22,5 +23,5 @@ pub use config::{EncoderConfig, LossKind, TrainConfig, ENCODER_BASE_TOML, ENCODE
 pub use decoder::{Decoder, DecoderConfig, DecoderSample, DecoderTrainConfig};
 pub use encoder::{compute_device, CheckpointMeta, Encoder, EMBED_BATCH, HEADER_FILE, WEIGHTS_FILE};
 pub use error::{Error, Result};
-pub use pipeline::{ClientPipeline, PreparedSample};
+pub use pipeline::{ClientModel, ClientPipeline, Embedder, PreparedSample, FAILURE_TO_ACQUIRE};
 pub use train::{train, training_progress, EpochStats, TrainEvent, TrainOutcome, TrainingProgress, LAST_DIR};

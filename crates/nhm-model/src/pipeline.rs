@@ -4,11 +4,131 @@
 
 use std::path::Path;
 
-use nhm_data::input::Resolution;
-use nhm_data::GrayImage;
+use nhm_data::input::{InputSpec, Resolution};
+use nhm_data::{Dataset, GrayImage};
 use nhm_template::{Hashmap, HashmapKind, Key, Protector};
 
-use crate::{Encoder, Result};
+use crate::face::{is_face_checkpoint, FaceModel};
+use crate::{CheckpointMeta, Encoder, Result};
+
+/// How a dataset problem that is a failure to acquire (no usable face) starts.
+pub const FAILURE_TO_ACQUIRE: &str = "failure to acquire";
+
+/// Anything that turns images prepared under its input contract into unit embeddings: what the
+/// evaluation pipeline needs of a model, whatever its modality.
+pub trait Embedder {
+    /// Dimension of the embeddings.
+    fn embedding_dim(&self) -> usize;
+    /// Unit embeddings of prepared images, in order.
+    fn embed_images(&self, images: &[GrayImage]) -> Result<Vec<Vec<f32>>>;
+}
+
+impl Embedder for Encoder {
+    fn embedding_dim(&self) -> usize {
+        self.config().embedding_dim
+    }
+
+    fn embed_images(&self, images: &[GrayImage]) -> Result<Vec<Vec<f32>>> {
+        self.embed(images)
+    }
+}
+
+impl Embedder for FaceModel {
+    fn embedding_dim(&self) -> usize {
+        FaceModel::embedding_dim(self)
+    }
+
+    fn embed_images(&self, images: &[GrayImage]) -> Result<Vec<Vec<f32>>> {
+        self.embed(images)
+    }
+}
+
+/// A checkpoint of either kind: an image encoder (fingerprints, small face sets) or the face
+/// pipeline (detector, aligner, backbone, head). The checkpoint's header says which, so the
+/// modality is a property of the model, never a flag the user must remember.
+#[derive(Debug)]
+pub enum ClientModel {
+    /// A CNN encoder reading grey images under its input contract.
+    Image(Box<Encoder>),
+    /// The face pipeline.
+    Face(Box<FaceModel>),
+}
+
+impl ClientModel {
+    /// Loads the checkpoint folder `dir`, whichever kind it holds.
+    ///
+    /// # Errors
+    /// As [`Encoder::load_with_meta`] or [`FaceModel::load`].
+    pub fn load(dir: &Path) -> Result<(Self, CheckpointMeta)> {
+        if is_face_checkpoint(dir) {
+            let (m, meta) = FaceModel::load(dir)?;
+            Ok((ClientModel::Face(Box::new(m)), meta))
+        } else {
+            let (e, meta) = Encoder::load_with_meta(dir)?;
+            Ok((ClientModel::Image(Box::new(e)), meta))
+        }
+    }
+
+    /// The input contract of the images [`ClientModel::embed`] reads.
+    pub fn input(&self) -> &InputSpec {
+        match self {
+            ClientModel::Image(e) => e.input(),
+            ClientModel::Face(f) => f.input(),
+        }
+    }
+
+    /// The hashmap length the checkpoint says the model is meant to be used at, if any (face
+    /// models whose 128-d descriptors need longer binary codes).
+    pub fn default_hashmap_dim(&self) -> Option<usize> {
+        match self {
+            ClientModel::Image(_) => None,
+            ClientModel::Face(f) => f.hashmap_dim(),
+        }
+    }
+
+    /// The model as an [`Embedder`].
+    pub fn embedder(&self) -> &dyn Embedder {
+        match self {
+            ClientModel::Image(e) => e.as_ref(),
+            ClientModel::Face(f) => f.as_ref(),
+        }
+    }
+
+    /// Reads one image file and brings it to the model's input.
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming the file when it cannot be read or decoded;
+    /// [`Error::NoUsableFace`] naming it when a face model finds no usable face.
+    pub fn prepare_file(&self, path: &Path, user_dpi: Option<f32>) -> Result<PreparedSample> {
+        match self {
+            ClientModel::Image(e) => {
+                let (image, resolution) = e.input().prepare_file(path, user_dpi)?;
+                Ok(PreparedSample { image, resolution })
+            }
+            ClientModel::Face(f) => Ok(PreparedSample {
+                image: f.prepare_file(path)?,
+                resolution: None,
+            }),
+        }
+    }
+
+    /// A dataset read under [`ClientModel::input`] made ready for [`Embedder::embed_images`]:
+    /// unchanged for an image encoder; for a face model see [`FaceModel::prepare_dataset`].
+    ///
+    /// # Errors
+    /// As [`FaceModel::prepare_dataset`].
+    pub fn prepare_dataset(&self, ds: Dataset, min_samples: usize) -> Result<Dataset> {
+        match self {
+            ClientModel::Image(_) => Ok(ds),
+            ClientModel::Face(f) => f.prepare_dataset(ds, min_samples),
+        }
+    }
+
+    /// Unit embeddings of prepared images.
+    pub fn embed(&self, images: &[GrayImage]) -> Result<Vec<Vec<f32>>> {
+        self.embedder().embed_images(images)
+    }
+}
 
 /// One image file brought to the model's input, with the resolution it was read at.
 #[derive(Debug, Clone)]
@@ -24,23 +144,24 @@ pub struct PreparedSample {
 /// and the keyed protection transform.
 #[derive(Debug)]
 pub struct ClientPipeline {
-    encoder: Encoder,
+    model: ClientModel,
     protector: Protector,
     kind: HashmapKind,
     user_dpi: Option<f32>,
 }
 
 impl ClientPipeline {
-    /// A pipeline making `kind` hashmaps of `hashmap_dim` values (the embedding dimension when
-    /// `None`) under `key`.
+    /// A pipeline making `kind` hashmaps of `hashmap_dim` values (when `None`: the length the
+    /// checkpoint names, else the embedding dimension) under `key`.
     ///
     /// # Errors
     /// [`crate::Error::Template`] when the length is not the embedding dimension times 1 to 16.
-    pub fn new(encoder: Encoder, key: &Key, hashmap_dim: Option<usize>, kind: HashmapKind) -> Result<Self> {
-        let d = encoder.config().embedding_dim;
-        let protector = Protector::with_output_dim(key, d, hashmap_dim.unwrap_or(d))?;
+    pub fn new(model: ClientModel, key: &Key, hashmap_dim: Option<usize>, kind: HashmapKind) -> Result<Self> {
+        let d = model.embedder().embedding_dim();
+        let dim = hashmap_dim.or(model.default_hashmap_dim()).unwrap_or(d);
+        let protector = Protector::with_output_dim(key, d, dim)?;
         Ok(ClientPipeline {
-            encoder,
+            model,
             protector,
             kind,
             user_dpi: None,
@@ -50,9 +171,9 @@ impl ClientPipeline {
     /// Loads the checkpoint folder `model` and builds the pipeline (see [`ClientPipeline::new`]).
     ///
     /// # Errors
-    /// As [`Encoder::load`] and [`ClientPipeline::new`].
+    /// As [`ClientModel::load`] and [`ClientPipeline::new`].
     pub fn load(model: &Path, key: &Key, hashmap_dim: Option<usize>, kind: HashmapKind) -> Result<Self> {
-        Self::new(Encoder::load(model)?, key, hashmap_dim, kind)
+        Self::new(ClientModel::load(model)?.0, key, hashmap_dim, kind)
     }
 
     /// The resolution to assume for files whose header carries none (the user's `--dpi`).
@@ -66,9 +187,9 @@ impl ClientPipeline {
         self.user_dpi
     }
 
-    /// The encoder, with its input contract.
-    pub fn encoder(&self) -> &Encoder {
-        &self.encoder
+    /// The model, with its input contract.
+    pub fn model(&self) -> &ClientModel {
+        &self.model
     }
 
     /// The kind of hashmap made.
@@ -79,10 +200,10 @@ impl ClientPipeline {
     /// Reads one image file and brings it to the model's input under the checkpoint's contract.
     ///
     /// # Errors
-    /// [`crate::Error::Data`] naming the file when it cannot be read or decoded.
+    /// [`crate::Error::Data`] naming the file when it cannot be read or decoded,
+    /// [`crate::Error::NoUsableFace`] naming it when a face model finds no usable face.
     pub fn prepare_file(&self, path: &Path) -> Result<PreparedSample> {
-        let (image, resolution) = self.encoder.input().prepare_file(path, self.user_dpi)?;
-        Ok(PreparedSample { image, resolution })
+        self.model.prepare_file(path, self.user_dpi)
     }
 
     /// Hashmaps of images already at the model's input (from [`ClientPipeline::prepare_file`] or
@@ -91,7 +212,7 @@ impl ClientPipeline {
     /// # Errors
     /// [`crate::Error::InputSize`] for an image of another size.
     pub fn hashmaps(&self, images: &[GrayImage]) -> Result<Vec<Hashmap>> {
-        self.encoder
+        self.model
             .embed(images)?
             .iter()
             .map(|e| Ok(self.protector.protect(e, self.kind)?))

@@ -171,11 +171,16 @@ fn preview(a: PreviewArgs) -> anyhow::Result<()> {
     if a.max_subjects == 0 || a.max_samples == 0 {
         anyhow::bail!("--max-subjects and --max-samples must be at least 1");
     }
-    let input = match &a.model {
-        Some(dir) => nhm_model::Encoder::load(dir)
-            .with_context(|| format!("loading the encoder from {}", dir.display()))?
-            .input()
-            .clone(),
+    let model = match &a.model {
+        Some(dir) => Some(
+            nhm_model::ClientModel::load(dir)
+                .with_context(|| format!("loading the model from {}", dir.display()))?
+                .0,
+        ),
+        None => None,
+    };
+    let input = match &model {
+        Some(m) => m.input().clone(),
         None => InputSpec {
             fit: a.fit,
             roi: a.roi,
@@ -196,7 +201,11 @@ fn preview(a: PreviewArgs) -> anyhow::Result<()> {
         _ => loaders::open(&a.path, &opts),
     };
     sp.finish_and_clear();
-    let ds = result.with_context(|| format!("reading {}", a.path.display()))?;
+    let mut ds = result.with_context(|| format!("reading {}", a.path.display()))?;
+    if let Some(m) = &model {
+        // A face model's samples are shown as it aligns them.
+        ds = super::eval::prepare(m, ds)?;
+    }
     let sheet = nhm_data::synth::contact_sheet(&ds, a.max_subjects, a.max_samples);
     sheet
         .save(&a.out)

@@ -79,12 +79,16 @@ pub fn read_inputs(inputs: &[PathBuf], pipeline: &ClientPipeline) -> Result<Vec<
     if let [dir] = inputs {
         if dir.is_dir() {
             let opts = LoadOptions {
-                input: pipeline.encoder().input().clone(),
+                input: pipeline.model().input().clone(),
                 user_dpi: pipeline.user_dpi(),
                 ..Default::default()
             };
             let ds =
                 loaders::open(dir, &opts).with_context(|| format!("reading dataset {}", dir.display()))?;
+            let ds = pipeline
+                .model()
+                .prepare_dataset(ds, 1)
+                .context("finding and aligning faces")?;
             for p in &ds.problems {
                 eprintln!("warning: skipped {}: {}", p.path.display(), p.message);
             }

@@ -49,6 +49,11 @@ pub struct Args {
     /// `cross.json`; `--eval-fraction` and the FVC protocol do not apply.
     #[arg(long)]
     pub probe_data: Option<PathBuf>,
+    /// Face models: what to do with an image in which no face is found: `error` (the
+    /// checkpoint's default; the sample is left out and counted as a failure to acquire) or
+    /// `whole-frame` (take the frame as the face's box, for sets of cropped faces).
+    #[arg(long)]
+    pub no_face: Option<nhm_model::face::NoFacePolicy>,
 }
 
 /// The evaluation settings of a run of `nhm eval`: its seed, target FMR and hashmap length.
@@ -68,13 +73,16 @@ fn eval_options(args: &Args, fvc_protocol: bool, config: serde_json::Value, titl
 }
 
 /// A checkpoint's input contract, with the region of interest and its centre overridden when
-/// given.
+/// given (fingerprint contracts; a face model's contract has neither).
 pub fn input_with_overrides(
-    encoder: &nhm_model::Encoder,
+    model: &nhm_model::ClientModel,
     roi: Option<u32>,
     centre: Option<CropCentre>,
 ) -> nhm_data::input::InputSpec {
-    let mut spec = encoder.input().clone();
+    let mut spec = model.input().clone();
+    if matches!(model, nhm_model::ClientModel::Face(_)) {
+        return spec;
+    }
     if let Some(side) = roi {
         spec.roi = Some(side);
     }
@@ -85,15 +93,28 @@ pub fn input_with_overrides(
 }
 
 /// Runs `nhm eval`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(mut args: Args) -> Result<()> {
     let fvc = match args.protocol.as_str() {
         "all" => false,
         "fvc" => true,
         other => anyhow::bail!("--protocol must be `all` or `fvc`, not `{other}`"),
     };
     let model = super::encode::model_dir(args.model.as_deref())?;
-    let (encoder, meta) = nhm_model::Encoder::load_with_meta(&model)
-        .with_context(|| format!("loading the encoder from {}", model.display()))?;
+    let (encoder, meta) = nhm_model::ClientModel::load(&model)
+        .with_context(|| format!("loading the model from {}", model.display()))?;
+    let encoder = match (encoder, args.no_face) {
+        (nhm_model::ClientModel::Face(f), Some(p)) => {
+            nhm_model::ClientModel::Face(Box::new(f.with_no_face(p)))
+        }
+        (m, _) => m,
+    };
+    if args.hashmap_dim.is_none() {
+        // The length the checkpoint names (face models), else the embedding dimension.
+        args.hashmap_dim = encoder.default_hashmap_dim().and_then(|d| u32::try_from(d).ok());
+    }
+    if matches!(encoder, nhm_model::ClientModel::Face(_)) && args.data.is_synthetic() {
+        anyhow::bail!("a face model needs a face dataset folder (--data PATH), not synthetic fingerprints");
+    }
     let progress = nhm_model::training_progress(&model);
     if let Some(p) = progress.filter(|p| !p.finished) {
         eprintln!(
@@ -105,9 +126,13 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let input = input_with_overrides(&encoder, args.roi, args.crop_centre);
-    let ds = args.data.load(&input)?;
+    let ds = prepare(&encoder, args.data.load(&input)?)?;
+    let failures_to_acquire = count_fta(&ds);
     if let Some(probe_path) = &args.probe_data {
-        let probes = crate::source::read_folder(probe_path, &input, args.data.dpi, args.data.naming.clone())?;
+        let probes = prepare(
+            &encoder,
+            crate::source::read_folder(probe_path, &input, args.data.dpi, args.data.naming.clone())?,
+        )?;
         let opts = eval_options(
             &args,
             false,
@@ -127,7 +152,7 @@ pub fn run(args: Args) -> Result<()> {
                 args.data.describe()
             ),
         );
-        let systems = pipeline::evaluate_cross(&encoder, &ds, &probes, &opts, &args.out)?;
+        let systems = pipeline::evaluate_cross(encoder.embedder(), &ds, &probes, &opts, &args.out)?;
         for s in &systems {
             let f = &s.figures;
             println!(
@@ -164,12 +189,53 @@ pub fn run(args: Args) -> Result<()> {
             "dev_subjects": dev.map(|d| d.n_subjects()),
             "protocol": args.protocol,
             "hashmap_dim": args.hashmap_dim,
+            "failures_to_acquire": failures_to_acquire,
+            "face_contract": match &encoder {
+                nhm_model::ClientModel::Face(f) => Some(f.contract().clone()),
+                nhm_model::ClientModel::Image(_) => None,
+            },
             "git_revision": pipeline::git_revision(),
         }),
         format!("Neural Hashmaps evaluation: {}", args.data.describe()),
     );
-    let report = pipeline::evaluate_encoder(&encoder, &splits.test, dev, &opts, &args.out)?;
+    if failures_to_acquire > 0 {
+        println!(
+            "failures to acquire: {failures_to_acquire} of {} samples (no usable face; left out)",
+            failures_to_acquire + ds.samples.len()
+        );
+    }
+    let report = pipeline::evaluate_encoder(encoder.embedder(), &splits.test, dev, &opts, &args.out)?;
     pipeline::print_summary(&report, "");
     println!("report: {}", args.out.join("report.html").display());
     Ok(())
+}
+
+/// A dataset read under a model's contract, made ready for it (faces found and aligned; see
+/// [`nhm_model::ClientModel::prepare_dataset`]), each failure to acquire reported.
+pub fn prepare(model: &nhm_model::ClientModel, ds: nhm_data::Dataset) -> Result<nhm_data::Dataset> {
+    prepare_with(ds, |ds| model.prepare_dataset(ds, 2))
+}
+
+/// A dataset through `prepare` (a model's [`nhm_model::ClientModel::prepare_dataset`]) under a
+/// spinner, each new problem (failure to acquire) reported.
+pub fn prepare_with(
+    ds: nhm_data::Dataset,
+    prepare: impl FnOnce(nhm_data::Dataset) -> nhm_model::Result<nhm_data::Dataset>,
+) -> Result<nhm_data::Dataset> {
+    let before = ds.problems.len();
+    let sp = crate::progress::spinner("faces");
+    let ds = prepare(ds).context("finding and aligning faces")?;
+    sp.finish_and_clear();
+    for p in &ds.problems[before..] {
+        tracing::warn!("{}: {}", p.path.display(), p.message);
+    }
+    Ok(ds)
+}
+
+/// Samples left out because no usable face was found in them.
+pub fn count_fta(ds: &nhm_data::Dataset) -> usize {
+    ds.problems
+        .iter()
+        .filter(|p| p.message.starts_with(nhm_model::FAILURE_TO_ACQUIRE))
+        .count()
 }

@@ -7,6 +7,7 @@ pub mod dataset;
 pub mod demo;
 pub mod encode;
 pub mod eval;
+pub mod face;
 pub mod key;
 pub mod serve;
 pub mod synth;
