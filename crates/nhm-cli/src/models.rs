@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 /// Folder of the shipped fingerprint model, relative to a models folder.
 pub const FINGERPRINT_MODEL: &str = "fingerprint";
@@ -28,22 +28,28 @@ fn search_path(var: &str, from_cwd: &str, from_source: &str) -> Vec<PathBuf> {
 /// # Errors
 /// When no root holds it, naming every folder looked in.
 pub fn default_fingerprint_model() -> Result<PathBuf> {
+    shipped_model(FINGERPRINT_MODEL, nhm_model::HEADER_FILE).map_err(|looked| {
+        anyhow::anyhow!(
+            "no --model given and no shipped fingerprint model found (looked in {looked}); set \
+             NHM_MODELS to the repository's models/ folder or pass --model DIR"
+        )
+    })
+}
+
+/// The first `name` folder among [`model_roots`] that holds `marker`, or the folders looked in.
+fn shipped_model(name: &str, marker: &str) -> std::result::Result<PathBuf, String> {
     let roots = model_roots();
-    for r in &roots {
-        let dir = r.join(FINGERPRINT_MODEL);
-        if dir.join(nhm_model::HEADER_FILE).is_file() {
-            return Ok(dir);
-        }
-    }
-    let looked: Vec<String> = roots
+    roots
         .iter()
-        .map(|r| r.join(FINGERPRINT_MODEL).display().to_string())
-        .collect();
-    bail!(
-        "no --model given and no shipped fingerprint model found (looked in {}); set NHM_MODELS \
-         to the repository's models/ folder or pass --model DIR",
-        looked.join(", ")
-    )
+        .map(|r| r.join(name))
+        .find(|dir| dir.join(marker).is_file())
+        .ok_or_else(|| {
+            roots
+                .iter()
+                .map(|r| r.join(name).display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
 }
 
 /// Folder of the shipped face model (or, before it is built, the converted pretrained parts).
@@ -54,22 +60,12 @@ pub const FACE_MODEL: &str = "face";
 /// # Errors
 /// When no root holds it, naming every folder looked in and the command that makes it.
 pub fn default_face_model() -> Result<PathBuf> {
-    let roots = model_roots();
-    for r in &roots {
-        let dir = r.join(FACE_MODEL);
-        if dir.join(nhm_model::face::BACKBONE_FILE).is_file() {
-            return Ok(dir);
-        }
-    }
-    let looked: Vec<String> = roots
-        .iter()
-        .map(|r| r.join(FACE_MODEL).display().to_string())
-        .collect();
-    bail!(
-        "no face model found (looked in {}); convert dlib's models with `python3 \
-         scripts/convert-dlib-face.py --out models/face` or pass --model DIR",
-        looked.join(", ")
-    )
+    shipped_model(FACE_MODEL, nhm_model::face::BACKBONE_FILE).map_err(|looked| {
+        anyhow::anyhow!(
+            "no face model found (looked in {looked}); convert dlib's models with `python3 \
+             scripts/convert-dlib-face.py --out models/face` or pass --model DIR"
+        )
+    })
 }
 
 /// The folder of the shared real datasets the reports use when they are there: `$NHM_DATA`,

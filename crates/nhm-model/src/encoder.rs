@@ -250,29 +250,14 @@ impl Encoder {
     /// written under a temporary name and renamed, so a crash leaves no half-written file.
     pub fn save(&self, dir: &Path, meta: &CheckpointMeta) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let weights = dir.join(WEIGHTS_FILE);
-        let mut store = SafetensorsStore::from_bytes(None);
-        self.net.save_into(&mut store).map_err(|e| Error::Weights {
-            path: weights.clone(),
-            reason: e.to_string(),
-        })?;
-        let bytes = store.get_bytes().map_err(|e| Error::Weights {
-            path: weights.clone(),
-            reason: e.to_string(),
-        })?;
-        write_atomic(&weights, &bytes)?;
+        save_weights(&self.net, &dir.join(WEIGHTS_FILE))?;
         let header = HeaderFile {
             format: FORMAT.into(),
             encoder: self.cfg.clone(),
             input: Some(self.input.clone()),
             meta: meta.clone(),
         };
-        let path = dir.join(HEADER_FILE);
-        let json = serde_json::to_vec_pretty(&header).map_err(|source| Error::Json {
-            path: path.clone(),
-            source,
-        })?;
-        write_atomic(&path, &json)
+        write_json(&dir.join(HEADER_FILE), &header)
     }
 
     /// Loads a checkpoint folder written by [`Encoder::save`].
@@ -406,6 +391,29 @@ pub(crate) fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     data.try_to_vec::<f32>().map_err(|e| Error::Backend {
         reason: format!("{e:?}"),
     })
+}
+
+/// Writes a module's weights to `path` as safetensors, atomically.
+pub(crate) fn save_weights<M: ModuleSnapshot>(net: &M, path: &Path) -> Result<()> {
+    let mut store = SafetensorsStore::from_bytes(None);
+    net.save_into(&mut store).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let bytes = store.get_bytes().map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `value` to `path` as pretty JSON, atomically.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let json = serde_json::to_vec_pretty(value).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_atomic(path, &json)
 }
 
 /// Reads a whole file; a missing file is [`Error::MissingFile`].

@@ -627,17 +627,7 @@ fn write_last(
         path: opt.clone(),
         reason: e.to_string(),
     })?;
-    let best_path = tmp.join(BEST_FILE);
-    let mut st = burn::store::SafetensorsStore::from_bytes(None);
-    best.save_into(&mut st).map_err(|e| Error::Weights {
-        path: best_path.clone(),
-        reason: e.to_string(),
-    })?;
-    let bytes = st.get_bytes().map_err(|e| Error::Weights {
-        path: best_path.clone(),
-        reason: e.to_string(),
-    })?;
-    write_atomic(&best_path, &bytes)?;
+    crate::encoder::save_weights(best, &tmp.join(BEST_FILE))?;
     let state_path = tmp.join(STATE_FILE);
     let json = serde_json::to_vec_pretty(state).map_err(|source| Error::Json {
         path: state_path.clone(),

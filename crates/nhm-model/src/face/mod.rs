@@ -26,7 +26,6 @@ mod weights;
 
 use std::path::{Path, PathBuf};
 
-use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Tensor, TensorData};
 use nhm_data::face::{extract_chip_grey, face_chip_transform, ChipSpec, FaceBox, LandmarkModel, Point};
 use nhm_data::input::{InputSpec, Modality};
@@ -37,7 +36,7 @@ pub use backbone::{FaceBackbone, CHIP_SIZE, DESCRIPTOR_DIM};
 pub use detector::{Detection, FaceDetector};
 pub use head::{HeadConfig, HeadTrainConfig};
 
-use crate::encoder::{read_f32, write_atomic, CheckpointMeta, HEADER_FILE};
+use crate::encoder::{read_f32, save_weights, write_json, CheckpointMeta, HEADER_FILE};
 use crate::net::l2_normalize;
 use crate::{compute_device, Error, Result};
 
@@ -274,17 +273,7 @@ impl FaceModel {
             }
         }
         if let Some((_, net)) = &self.head {
-            let path = dir.join(HEAD_FILE);
-            let mut store = SafetensorsStore::from_bytes(None);
-            net.save_into(&mut store).map_err(|e| Error::Weights {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            let bytes = store.get_bytes().map_err(|e| Error::Weights {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            write_atomic(&path, &bytes)?;
+            save_weights(net, &dir.join(HEAD_FILE))?;
         } else {
             let _ = std::fs::remove_file(dir.join(HEAD_FILE));
         }
@@ -296,12 +285,7 @@ impl FaceModel {
             provenance: self.provenance.clone(),
             meta: meta.clone(),
         };
-        let path = dir.join(HEADER_FILE);
-        let json = serde_json::to_vec_pretty(&header).map_err(|source| Error::Json {
-            path: path.clone(),
-            source,
-        })?;
-        write_atomic(&path, &json)
+        write_json(&dir.join(HEADER_FILE), &header)
     }
 
     /// The hashmap length this model is meant to be used at, when its checkpoint names one.
