@@ -41,10 +41,17 @@ fn quick_demo_then_encode() {
     // The shipped model's figures on real scans it never trained on.
     assert!(stdout(&o).contains("FVC2002 DB1_B: binary EER"), "{}", stdout(&o));
     assert!(out.join("shipped/fvc2002-DB4_B/report.json").is_file());
+    // The shipped face model on ORL identities it never trained on.
+    assert!(stdout(&o).contains("the shipped face model"), "{}", stdout(&o));
+    assert!(out.join("shipped/face-orl/report.json").is_file());
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["schema_version"], 1);
+    let face = &report["extra"]["shipped_face_model"];
+    assert_eq!(face["identities"], 10);
+    assert_eq!(face["hashmap_bits"], 2048);
+    assert!(face["binary_eer"].as_f64().unwrap() < face["raw_pixels_eer"].as_f64().unwrap() / 2.0);
     let shipped = report["extra"]["shipped_model_real_scans"].as_array().unwrap();
     assert_eq!(shipped.len(), 2, "{shipped:?}");
     assert!(shipped
