@@ -1028,3 +1028,33 @@ fn shipped_files_report_their_resolution() {
         }
     }
 }
+
+/// A photo marked by EXIF as turned a quarter (orientation 6, as phones store portraits) is read
+/// upright: its sides swap and the pixel stored top-left ends up top-right.
+#[test]
+fn exif_orientation_is_applied_on_reading() {
+    use image::ImageEncoder as _;
+    let dir = TempDir::new().unwrap();
+    // 8×4 grey, dark in the stored top-left quarter, light elsewhere.
+    let stored = GrayImage::from_fn(8, 4, |x, y| image::Luma([if x < 4 && y < 2 { 10 } else { 240 }]));
+    // A minimal little-endian TIFF-structured EXIF block with one entry: Orientation = 6.
+    let exif: Vec<u8> = vec![
+        0x49, 0x49, 0x2A, 0x00, 0x08, 0x00, 0x00, 0x00, // header, first IFD at 8
+        0x01, 0x00, // one entry
+        0x12, 0x01, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00, // 0x0112 SHORT 1 = 6
+        0x00, 0x00, 0x00, 0x00, // no next IFD
+    ];
+    let mut bytes = Vec::new();
+    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 100);
+    enc.set_exif_metadata(exif).unwrap();
+    enc.write_image(stored.as_raw(), 8, 4, image::ExtendedColorType::L8)
+        .unwrap();
+    let path = write_bytes(dir.path(), "turned.jpg", &bytes);
+    let upright = load_image(&path).unwrap();
+    assert_eq!(upright.dimensions(), (4, 8));
+    // Rotating 90° clockwise puts the stored top-left quarter at the top right.
+    assert!(upright.get_pixel(3, 0)[0] < 60, "{:?}", upright.get_pixel(3, 0));
+    assert!(upright.get_pixel(0, 0)[0] > 180, "{:?}", upright.get_pixel(0, 0));
+    let from_bytes = decode_bytes(&bytes).unwrap();
+    assert_eq!(from_bytes.dimensions(), (4, 8));
+}

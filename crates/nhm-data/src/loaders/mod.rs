@@ -171,13 +171,25 @@ pub fn load_image(path: &Path) -> Result<GrayImage> {
     let reader = ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
         .map_err(|e| Error::io(path, e))?;
-    let img = reader
-        .decode()
+    let img = decode_upright(reader)
         .and_then(to_gray)
         .map_err(|source| Error::Decode {
             path: path.into(),
             source,
         })?;
+    Ok(img)
+}
+
+/// Decodes an image and turns it the way its EXIF orientation says (a phone photo is stored as
+/// the sensor saw it and marked as rotated): detectors and encoders see it upright.
+fn decode_upright<R: std::io::BufRead + std::io::Seek>(
+    reader: ImageReader<R>,
+) -> std::result::Result<image::DynamicImage, ImageError> {
+    use image::ImageDecoder as _;
+    let mut decoder = reader.into_decoder()?;
+    let orientation = decoder.orientation()?;
+    let mut img = image::DynamicImage::from_decoder(decoder)?;
+    img.apply_orientation(orientation);
     Ok(img)
 }
 
@@ -190,7 +202,7 @@ pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<GrayImage, ImageError> 
     let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(ImageError::IoError)?;
-    reader.decode().and_then(to_gray)
+    decode_upright(reader).and_then(to_gray)
 }
 
 fn to_gray(img: image::DynamicImage) -> std::result::Result<GrayImage, ImageError> {
