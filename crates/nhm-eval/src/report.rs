@@ -56,6 +56,15 @@ struct Versioned<'a> {
 }
 
 impl Report {
+    /// The figures of the first system whose name starts with `prefix` (`"binary hashmap ("`,
+    /// `"raw pixels"`, ...).
+    pub fn system(&self, prefix: &str) -> Option<&RecognitionFigures> {
+        self.systems
+            .iter()
+            .find(|s| s.name.starts_with(prefix))
+            .map(|s| &s.figures)
+    }
+
     /// Writes report.json, report.md and report.html into `dir` (created if missing). The plot
     /// files must already be in `dir`: report.html embeds them.
     pub fn write(&self, dir: &Path) -> Result<()> {

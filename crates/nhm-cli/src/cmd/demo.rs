@@ -218,29 +218,20 @@ fn shipped_face_model_on_orl(seed: u64, quick: bool, out: &Path) -> Result<Optio
     };
     let ds = super::eval::prepare(&model, ds)?;
     let bits = model.default_hashmap_dim();
-    let opts = EvalOptions {
+    let opts = shipped_eval_options(
         seed,
-        protocol: nhm_eval::protocol::Protocol {
-            seed,
-            ..Default::default()
-        },
-        target_fmr: 1e-3,
-        fvc_protocol: false,
-        config: json!({ "command": "nhm demo (shipped face model)", "model": dir, "data": orl, "hashmap_dim": bits }),
-        title: "shipped face model on AT&T/ORL".into(),
-        hashmap_dim: bits,
-    };
+        false,
+        json!({ "command": "nhm demo (shipped face model)", "model": dir, "data": orl, "hashmap_dim": bits }),
+        "shipped face model on AT&T/ORL".into(),
+        bits,
+    );
     let report_dir = out.join("shipped").join("face-orl");
     let report = pipeline::evaluate_encoder(model.embedder(), &ds, None, &opts, &report_dir)?;
-    let fig = |prefix: &str| {
-        report
-            .systems
-            .iter()
-            .find(|s| s.name.starts_with(prefix))
-            .map(|s| &s.figures)
-    };
-    let (Some(b), Some(raw), Some(px)) = (fig("binary hashmap ("), fig("raw embedding"), fig("raw pixels"))
-    else {
+    let (Some(b), Some(raw), Some(px)) = (
+        report.system("binary hashmap ("),
+        report.system("raw embedding"),
+        report.system("raw pixels"),
+    ) else {
         return Ok(None);
     };
     let bits = bits.unwrap_or_else(|| model.embedder().embedding_dim());
@@ -263,6 +254,28 @@ fn shipped_face_model_on_orl(seed: u64, quick: bool, out: &Path) -> Result<Optio
         "impostor_pairs": b.impostor_pairs,
         "report": report_dir,
     })))
+}
+
+/// The evaluation settings of the demo's figures for a shipped model: FMR 0.1%, the demo's seed.
+fn shipped_eval_options(
+    seed: u64,
+    fvc_protocol: bool,
+    config: serde_json::Value,
+    title: String,
+    hashmap_dim: Option<usize>,
+) -> EvalOptions {
+    EvalOptions {
+        seed,
+        protocol: nhm_eval::protocol::Protocol {
+            seed,
+            ..Default::default()
+        },
+        target_fmr: 1e-3,
+        fvc_protocol,
+        config,
+        title,
+        hashmap_dim,
+    }
 }
 
 /// The real scans the shipped model is reported on in the demo (FVC2002 sets B: never trained on).
@@ -298,28 +311,17 @@ fn shipped_model_on_real_scans(seed: u64, out: &Path) -> Result<Vec<serde_json::
         }
         // The FVC2002 sets are 500-dpi scans whose files do not state it.
         let ds = crate::source::read_folder(&path, encoder.input(), Some(500.0), None)?;
-        let opts = EvalOptions {
+        let opts = shipped_eval_options(
             seed,
-            protocol: nhm_eval::protocol::Protocol {
-                seed,
-                ..Default::default()
-            },
-            target_fmr: 1e-3,
-            fvc_protocol: true,
-            config: json!({ "command": "nhm demo (shipped model)", "model": model, "data": path, "input": encoder.input() }),
-            title: format!("shipped fingerprint model on {name}"),
-            hashmap_dim: None,
-        };
+            true,
+            json!({ "command": "nhm demo (shipped model)", "model": model, "data": path, "input": encoder.input() }),
+            format!("shipped fingerprint model on {name}"),
+            None,
+        );
         let dir = out.join("shipped").join(rel.replace('/', "-"));
         let report = pipeline::evaluate_encoder(&encoder, &ds, None, &opts, &dir)?;
-        let fig = |prefix: &str| {
-            report
-                .systems
-                .iter()
-                .find(|s| s.name.starts_with(prefix))
-                .map(|s| &s.figures)
-        };
-        if let (Some(b), Some(px)) = (fig("binary hashmap"), fig("raw pixels")) {
+
+        if let (Some(b), Some(px)) = (report.system("binary hashmap"), report.system("raw pixels")) {
             println!(
                 "      {name}: binary EER {} (raw pixels {}), FVC protocol, {} genuine / {} impostor pairs",
                 pct(b.eer),

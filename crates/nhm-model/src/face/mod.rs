@@ -330,11 +330,6 @@ impl FaceModel {
         self.head.as_ref().map_or(DESCRIPTOR_DIM, |(c, _)| c.dim)
     }
 
-    /// The detector, for callers that look at faces themselves (reports, previews).
-    pub fn detector(&self) -> &FaceDetector {
-        &self.detector
-    }
-
     /// Finds the face in `img` and aligns it (see the module docs for the policy).
     pub fn find(&self, img: &GrayImage) -> Result<std::result::Result<FoundFace, FaceProblem>> {
         let c = &self.contract;
@@ -547,12 +542,6 @@ impl FaceModel {
         let (net, losses) = head::train_head(descriptors, labels, cfg)?;
         self.head = Some((cfg.head, net));
         Ok(losses)
-    }
-
-    /// Removes the head (the backbone's descriptor is then protected directly).
-    pub fn without_head(mut self) -> Self {
-        self.head = None;
-        self
     }
 }
 
