@@ -48,6 +48,9 @@ enum Command {
     /// what the face pipeline finds in images.
     #[command(subcommand)]
     Face(cmd::face::Command),
+    /// Federated training: simulate many clients, or train one client against a server.
+    #[command(subcommand)]
+    Fed(cmd::fed::Command),
     /// Run the whole pipeline on synthetic data: generate, train, encode, enrol, verify, identify, report.
     Demo(cmd::demo::Args),
     /// Run the hashmap service (HTTP).
@@ -87,6 +90,7 @@ fn main() -> std::process::ExitCode {
         Command::Encode(a) => cmd::encode::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Face(c) => cmd::face::run(c),
+        Command::Fed(c) => cmd::fed::run(c),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Enroll(a) => cmd::client::enroll(a),

@@ -33,7 +33,7 @@ pub mod unlinkability;
 pub use det::{det_curve, probit, DetPoint};
 pub use error::{Error, Result};
 pub use metrics::{Eer, ScoreSet};
-pub use plot::{plot_det, plot_score_distributions, plot_unlinkability};
+pub use plot::{plot_det, plot_rate_series, plot_score_distributions, plot_unlinkability};
 pub use protocol::{
     cross_comparison, evaluate, identification, verification_scores, Comparisons, CrossFigures, FnmrAt,
     Fusion, Protocol, RankAt, RecognitionFigures, ScoreRecord,

@@ -459,6 +459,71 @@ fn draw_histograms(
     Ok(())
 }
 
+/// Draws one line per series of `(x, y)` points (for example EER against training round), with
+/// a legend; `y` is a rate drawn in percent on a linear axis from 0.
+pub fn plot_rate_series(
+    path: &Path,
+    series: &[(&str, &[(f64, f64)])],
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<()> {
+    register_font()?;
+    let err = plot_err(path);
+    let points = series.iter().flat_map(|(_, p)| p.iter());
+    let (mut xmax, mut ymax) = (1.0f64, 0.0f64);
+    for &(x, y) in points {
+        if x.is_finite() && y.is_finite() {
+            xmax = xmax.max(x);
+            ymax = ymax.max(y);
+        }
+    }
+    let ymax = if ymax > 0.0 { ymax * 110.0 } else { 1.0 };
+    let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FAMILY, 24))
+        .margin(20)
+        .x_label_area_size(55)
+        .y_label_area_size(75)
+        .build_cartesian_2d(0.0..xmax, 0.0..ymax)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FAMILY, 15))
+        .axis_desc_style((FAMILY, 17))
+        .light_line_style(WHITE)
+        .bold_line_style(BLACK.mix(0.12))
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (k, (name, pts)) in series.iter().enumerate() {
+        let colour = COLOURS[k % COLOURS.len()];
+        let line: Vec<(f64, f64)> = pts
+            .iter()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .map(|&(x, y)| (x, y * 100.0))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(line.clone(), colour.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(name.to_string())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+        chart
+            .draw_series(line.into_iter().map(|p| Circle::new(p, 3, colour.filled())))
+            .map_err(|e| err(&e))?;
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FAMILY, 15))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

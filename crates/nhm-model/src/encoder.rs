@@ -136,6 +136,11 @@ impl Encoder {
         }
     }
 
+    /// The network (for the federated client's weight exchange).
+    pub(crate) fn net(&self) -> &EncoderNet {
+        &self.net
+    }
+
     /// The architecture.
     pub fn config(&self) -> &EncoderConfig {
         &self.cfg

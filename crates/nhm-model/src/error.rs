@@ -130,6 +130,9 @@ pub enum Error {
     /// An error from the template crate (the keyed transform of the client pipeline).
     #[error(transparent)]
     Template(#[from] nhm_template::Error),
+    /// An error of the federated protocol's bookkeeping (simulation).
+    #[error(transparent)]
+    Federated(#[from] nhm_fed::FedError),
 }
 
 impl Error {

@@ -13,6 +13,7 @@ mod decoder;
 mod encoder;
 mod error;
 pub mod face;
+pub mod fed;
 mod loss;
 mod net;
 mod pipeline;

@@ -88,6 +88,26 @@ impl EncoderNet {
         net
     }
 
+    /// The same network with every BatchNorm on its running statistics even while training
+    /// (scale and shift stay trainable): for batches that hold one person only, as a federated
+    /// client's do, where batch statistics would subtract exactly what identifies the person.
+    pub(crate) fn with_frozen_norms(self) -> Self {
+        use burn::module::ParamGroup;
+        let blocks = self
+            .blocks
+            .into_iter()
+            .map(|b| {
+                let bn = b.bn.freeze();
+                let group = ParamGroup::ids_from_module(bn.clone());
+                ConvBlock {
+                    conv: b.conv,
+                    bn: bn.set_require_grad_group(group, true),
+                }
+            })
+            .collect();
+        EncoderNet { blocks, ..self }
+    }
+
     /// `[batch, 1, s, s]` images → `[batch, d]` unit-norm embeddings.
     pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = space_to_depth(x, self.space_to_depth);

@@ -152,7 +152,7 @@ fn train_until(
         .clone()
         .unwrap_or_else(|| InputSpec::plain(enc.input_size as u32));
     let sampler = Sampler::new(train, enc.input_size)?;
-    let validator = Validator::new(val, enc.input_size, cfg)?;
+    let validator = Validator::new(val, enc.input_size, cfg.max_val_impostor_pairs, cfg.seed)?;
     let fingerprint = DataFingerprint {
         train_subjects: train.n_subjects(),
         train_samples: train.samples.len(),
@@ -442,7 +442,7 @@ impl Sampler {
 }
 
 /// Validation: the held-out images and the pairs scored each epoch (fixed for the run).
-struct Validator {
+pub(crate) struct Validator {
     pixels: Vec<Vec<f32>>,
     genuine: Vec<(usize, usize)>,
     impostor: Vec<(usize, usize)>,
@@ -450,7 +450,8 @@ struct Validator {
 
 impl Validator {
     /// `None` when `val` cannot give both mated and non-mated pairs.
-    fn new(val: &Dataset, size: usize, cfg: &TrainConfig) -> Result<Option<Self>> {
+    /// At most `max_impostor` non-mated pairs, sampled with `seed` when there are more.
+    pub(crate) fn new(val: &Dataset, size: usize, max_impostor: usize, seed: u64) -> Result<Option<Self>> {
         for s in &val.samples {
             check_size(&s.image, size)?;
         }
@@ -471,7 +472,7 @@ impl Validator {
             return Ok(None);
         }
         let mut impostor = Vec::new();
-        if n_impostor <= cfg.max_val_impostor_pairs {
+        if n_impostor <= max_impostor {
             for i in 0..n {
                 for j in i + 1..n {
                     if subj[i] != subj[j] {
@@ -480,8 +481,8 @@ impl Validator {
                 }
             }
         } else {
-            let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x7661_6c69_6461_7465);
-            while impostor.len() < cfg.max_val_impostor_pairs {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7661_6c69_6461_7465);
+            while impostor.len() < max_impostor {
                 let (i, j) = (rng.gen_range(0..n), rng.gen_range(0..n));
                 if subj[i] != subj[j] {
                     impostor.push((i.min(j), i.max(j)));
@@ -500,7 +501,8 @@ impl Validator {
         }))
     }
 
-    fn eer(&self, enc: &Encoder) -> Result<f64> {
+    /// The encoder's EER on the fixed pairs.
+    pub(crate) fn eer(&self, enc: &Encoder) -> Result<f64> {
         let mut emb = Vec::with_capacity(self.pixels.len());
         for chunk in self.pixels.chunks(crate::EMBED_BATCH) {
             emb.extend(enc.embed_pixels(chunk.concat(), chunk.len())?);
@@ -662,7 +664,7 @@ mod nan_as_null {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use nhm_data::{Layout, Sample};
 

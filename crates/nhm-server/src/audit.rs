@@ -40,6 +40,10 @@ pub enum Action {
     SubjectLocked,
     /// A token locked after failed identifications.
     IdentifyLocked,
+    /// A federated client registered (or replaced) its training hashmap.
+    FedJoin,
+    /// A federated client sent a model update (accepted or refused).
+    FedUpdate,
 }
 
 /// How it ended.

@@ -41,6 +41,27 @@
 //! [tls]                          # optional: serve HTTPS with rustls
 //! cert = "cert.pem"
 //! key = "key.pem"
+//! [fed]                          # optional: federated training (/v1/fed/...); absent = off
+//! initial_model = "init.safetensors"  # the starting global model (F32 safetensors)
+//! dim = 128                      # training-hashmap length
+//! state_dir = "fed"              # coordinator state, resumed after a restart (default DATA/fed)
+//! max_rounds = 100               # no round opens after this many have closed
+//! min_clients = 10               # registered clients before the first round opens (>= 2)
+//! round_timeout_secs = 300       # a round closes when every sampled client answered or after this
+//! update_limit_bytes = 67108864  # body limit of POST /v1/fed/update only
+//! clients_per_round = 50         # the expected number under differential privacy
+//! min_updates = 1                # fewer accepted updates leave the model unchanged
+//! negatives = 64                 # other clients' hashmaps relayed to each sampled client
+//! hard_negatives = false         # relay the nearest hashmaps instead of a uniform sample
+//! server_lr = 1.0
+//! server_momentum = 0.0
+//! server_adam = false           # FedAdam: apply the mean update with Adam at server_lr
+//! spreadout = 0.0               # FedAwS spreadout step on the stored hashmaps after each round
+//! max_norm_ratio = 5.0           # updates above this multiple of the median norm are outliers (0: off)
+//! seed = 0                       # sampling and noise seed
+//! [fed.dp]                       # optional: clipped, noised updates (user-level differential privacy)
+//! clip_norm = 1.0
+//! noise_multiplier = 1.0
 //! ```
 //!
 //! Relative paths are resolved against the directory of the configuration file.
@@ -225,6 +246,146 @@ pub struct Config {
     pub metrics_public: bool,
     /// HTTPS.
     pub tls: Option<TlsConfig>,
+    /// Federated training (`/v1/fed/...`); `None`: off.
+    pub fed: Option<FedSettings>,
+}
+
+/// Default `round_timeout_secs` of `[fed]`.
+pub const DEFAULT_ROUND_TIMEOUT_SECS: u64 = 300;
+/// Default `update_limit_bytes` of `[fed]`.
+pub const DEFAULT_UPDATE_LIMIT_BYTES: usize = 64 << 20;
+
+/// The `[fed]` table: federated training served by this server (see the module documentation).
+/// The coordinator's own settings ([`nhm_fed::FedConfig`]) sit in the same table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FedSettings {
+    /// The starting global model (safetensors, every tensor F32); read when `state_dir` holds no
+    /// saved coordinator.
+    pub initial_model: PathBuf,
+    /// Training-hashmap length.
+    pub dim: usize,
+    /// Where the coordinator's state lives (`nhm serve` defaults it to `DATA/fed`).
+    pub state_dir: Option<PathBuf>,
+    /// No round opens once this many have closed.
+    pub max_rounds: u64,
+    /// Registered clients needed before a round opens (at least 2).
+    pub min_clients: usize,
+    /// A round closes when every sampled client answered or after this many seconds.
+    pub round_timeout_secs: u64,
+    /// Body limit of `POST /v1/fed/update` in bytes (the other routes keep `body_limit_bytes`).
+    pub update_limit_bytes: usize,
+    /// Clients sampled per round (the expected number under differential privacy).
+    pub clients_per_round: usize,
+    /// Fewest accepted updates that change the model.
+    pub min_updates: usize,
+    /// Other clients' hashmaps relayed to each sampled client as negatives.
+    pub negatives: usize,
+    /// Relay the nearest hashmaps (hard negatives) instead of a uniform sample.
+    pub hard_negatives: bool,
+    /// Server learning rate (1 = FedAvg).
+    pub server_lr: f32,
+    /// Server momentum (0 = none).
+    pub server_momentum: f32,
+    /// Apply the aggregated update with Adam on the server (FedAdam) at `server_lr`.
+    pub server_adam: bool,
+    /// Server-side spreadout step on the stored hashmaps after each round (0 = off).
+    pub spreadout: f32,
+    /// Updates whose norm exceeds this multiple of the round's median are outliers (0 = off).
+    pub max_norm_ratio: f32,
+    /// User-level differential privacy (`[fed.dp]`).
+    pub dp: Option<nhm_fed::DpConfig>,
+    /// Seed of sampling and noise.
+    pub seed: u64,
+}
+
+impl Default for FedSettings {
+    fn default() -> Self {
+        let c = nhm_fed::FedConfig::default();
+        FedSettings {
+            initial_model: PathBuf::new(),
+            dim: 0,
+            state_dir: None,
+            max_rounds: 100,
+            min_clients: 2,
+            round_timeout_secs: DEFAULT_ROUND_TIMEOUT_SECS,
+            update_limit_bytes: DEFAULT_UPDATE_LIMIT_BYTES,
+            clients_per_round: c.clients_per_round,
+            min_updates: c.min_updates,
+            negatives: c.negatives,
+            hard_negatives: c.hard_negatives,
+            server_lr: c.server_lr,
+            server_momentum: c.server_momentum,
+            server_adam: c.server_adam,
+            spreadout: c.spreadout,
+            max_norm_ratio: c.max_norm_ratio,
+            dp: c.dp,
+            seed: c.seed,
+        }
+    }
+}
+
+impl FedSettings {
+    /// The coordinator's settings.
+    pub fn protocol(&self) -> nhm_fed::FedConfig {
+        nhm_fed::FedConfig {
+            clients_per_round: self.clients_per_round,
+            min_updates: self.min_updates,
+            negatives: self.negatives,
+            hard_negatives: self.hard_negatives,
+            server_lr: self.server_lr,
+            server_momentum: self.server_momentum,
+            server_adam: self.server_adam,
+            spreadout: self.spreadout,
+            max_norm_ratio: self.max_norm_ratio,
+            dp: self.dp,
+            seed: self.seed,
+        }
+    }
+
+    /// Checks value ranges; each error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(format!("[fed] {m}")));
+        if self.initial_model.as_os_str().is_empty() {
+            return bad("initial_model must name the starting model (a safetensors file)".into());
+        }
+        if self.dim == 0 || self.dim > 1 << 16 {
+            return bad(format!("dim {} out of range 1..=65536", self.dim));
+        }
+        if self.max_rounds == 0 {
+            return bad("max_rounds must be at least 1".into());
+        }
+        if self.min_clients < 2 {
+            return bad(format!(
+                "min_clients must be at least 2, not {}",
+                self.min_clients
+            ));
+        }
+        if self.round_timeout_secs == 0 {
+            return bad("round_timeout_secs must be positive".into());
+        }
+        if self.update_limit_bytes == 0 {
+            return bad("update_limit_bytes must be positive".into());
+        }
+        if self.min_clients < self.min_updates {
+            return bad(format!(
+                "min_clients ({}) must be at least min_updates ({}): rounds could never apply",
+                self.min_clients, self.min_updates
+            ));
+        }
+        if self.clients_per_round < self.min_updates {
+            return bad(format!(
+                "clients_per_round ({}) must be at least min_updates ({}): rounds could never apply",
+                self.clients_per_round, self.min_updates
+            ));
+        }
+        self.protocol().validate().or_else(|e| {
+            bad(e
+                .to_string()
+                .trim_start_matches("invalid federated setting: ")
+                .to_owned())
+        })
+    }
 }
 
 impl Default for Config {
@@ -263,6 +424,7 @@ impl Default for Config {
             max_connections: 8192,
             metrics_public: false,
             tls: None,
+            fed: None,
         }
     }
 }
@@ -298,6 +460,12 @@ impl Config {
                 tls.key = base.join(&tls.key);
             }
         }
+        if let Some(fed) = cfg.fed.as_mut() {
+            if fed.initial_model.is_relative() && !fed.initial_model.as_os_str().is_empty() {
+                fed.initial_model = base.join(&fed.initial_model);
+            }
+            fix(&mut fed.state_dir);
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -331,6 +499,9 @@ impl Config {
             ));
         }
         check_postgres_tls(self.postgres_tls, self.postgres_ca_file.as_deref())?;
+        if let Some(fed) = &self.fed {
+            fed.validate()?;
+        }
         if self.threshold.is_some() && self.threshold_file.is_some() {
             return Err(Error::Config(
                 "set either threshold or threshold_file, not both".into(),
@@ -443,6 +614,43 @@ mod tests {
         assert!(err.contains("verify-full"), "{err}");
         std::fs::write(&p, "postgres_tls = \"prefer\"\n").unwrap();
         assert!(matches!(Config::load(&p), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn fed_table_parses_resolves_paths_and_names_bad_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[fed]\ninitial_model = \"m.safetensors\"\ndim = 4\nmax_rounds = 3\nmin_clients = 2\n\
+             clients_per_round = 2\nmax_norm_ratio = 0.0\n[fed.dp]\nclip_norm = 1.0\nnoise_multiplier = 0.5\n",
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        let fed = c.fed.unwrap();
+        assert_eq!(fed.initial_model, dir.path().join("m.safetensors"));
+        assert_eq!(fed.state_dir, None);
+        assert_eq!(fed.round_timeout_secs, DEFAULT_ROUND_TIMEOUT_SECS);
+        assert_eq!(fed.update_limit_bytes, DEFAULT_UPDATE_LIMIT_BYTES);
+        let proto = fed.protocol();
+        assert_eq!((proto.clients_per_round, proto.max_norm_ratio), (2, 0.0));
+        assert_eq!(proto.dp.unwrap().noise_multiplier, 0.5);
+        assert!(Config::default().fed.is_none());
+        for (toml, field) in [
+            ("dim = 4\n", "initial_model"),
+            ("initial_model = \"m\"\ndim = 0\n", "dim"),
+            ("initial_model = \"m\"\ndim = 4\nmin_clients = 1\n", "min_clients"),
+            (
+                "initial_model = \"m\"\ndim = 4\nround_timeout_secs = 0\n",
+                "round_timeout_secs",
+            ),
+            ("initial_model = \"m\"\ndim = 4\nserver_lr = -1.0\n", "server_lr"),
+            ("initial_model = \"m\"\ndim = 4\nclip_norm = 1.0\n", "clip_norm"),
+        ] {
+            std::fs::write(&p, format!("[fed]\n{toml}")).unwrap();
+            let err = Config::load(&p).unwrap_err().to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
     }
 
     #[test]

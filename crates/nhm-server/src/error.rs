@@ -70,6 +70,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Federated training: the coordinator's model or state could not be read, written or built.
+    #[error("federated training: {0}")]
+    Fed(#[from] nhm_fed::FedError),
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -161,6 +164,18 @@ impl From<Error> for ApiError {
             )),
             Error::UnknownSubject(s) => ApiError::NotFound(format!("subject {s:?} is not enrolled")),
             other => ApiError::Internal(other),
+        }
+    }
+}
+
+/// A refused federated update or registration: 409 when it is about the round (another round,
+/// not sampled, a second update), else 400; the message names the problem.
+impl From<nhm_fed::Rejection> for ApiError {
+    fn from(r: nhm_fed::Rejection) -> Self {
+        use nhm_fed::Rejection as R;
+        match r {
+            R::WrongRound { .. } | R::NotSampled(_) | R::Duplicate(_) => ApiError::Conflict(r.to_string()),
+            other => ApiError::BadRequest(other.to_string()),
         }
     }
 }

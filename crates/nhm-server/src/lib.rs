@@ -6,7 +6,8 @@
 //!   split by resource, driven in-process by the tests; [`server`]: the listener around it;
 //! - [`service::Service`]: every rule (durable-then-visible writes, attempt limits, pepper,
 //!   threshold, audit), independent of HTTP;
-//! - [`attempts`], [`audit`], [`auth`], [`index`] (the in-memory gallery), [`metrics`];
+//! - [`attempts`], [`audit`], [`auth`], [`index`] (the in-memory gallery), [`metrics`],
+//!   [`fed`] (federated training: the round coordinator, when `[fed]` is configured);
 //! - [`store::TemplateStore`] with [`store::EmbeddedStore`] (redb, default) and
 //!   [`store::PostgresStore`] (several replicas);
 //! - [`protocol`]: the request and response bodies, shared with the client commands.
@@ -17,6 +18,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod fed;
 pub mod http;
 pub mod index;
 pub mod metrics;

@@ -89,6 +89,44 @@ impl Metrics {
     }
 }
 
+/// Appends the federated-training figures: event counts by kind, rounds closed, clients.
+pub fn render_fed(out: &mut String, snap: &crate::fed::FedSnapshot) {
+    let c = &snap.counts;
+    out.push_str(
+        "# HELP nhm_fed_events_total Federated updates by verdict, dropped clients and empty rounds.\n\
+         # TYPE nhm_fed_events_total counter\n",
+    );
+    for (event, n) in [
+        ("accepted", c.accepted),
+        ("wrong_round", c.wrong_round),
+        ("not_sampled", c.not_sampled),
+        ("duplicate", c.duplicate),
+        ("malformed", c.malformed),
+        ("non_finite", c.non_finite),
+        ("outlier", c.outlier),
+        ("bad_fields", c.bad_fields),
+        ("dropped", c.dropped),
+        ("empty_rounds", c.empty_rounds),
+    ] {
+        let _ = writeln!(out, "nhm_fed_events_total{{event=\"{event}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP nhm_fed_rounds_closed Federated rounds closed.\n# TYPE nhm_fed_rounds_closed counter\nnhm_fed_rounds_closed {}",
+        snap.rounds_closed
+    );
+    let _ = writeln!(
+        out,
+        "# HELP nhm_fed_clients Registered federated clients.\n# TYPE nhm_fed_clients gauge\nnhm_fed_clients {}",
+        snap.clients
+    );
+    let _ = writeln!(
+        out,
+        "# HELP nhm_fed_round_open Whether a federated round is open.\n# TYPE nhm_fed_round_open gauge\nnhm_fed_round_open {}",
+        u8::from(snap.open_round.is_some())
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,6 +154,13 @@ pub struct RelayResponse {
     pub hashmaps: Vec<String>,
 }
 
+/// Answer to an accepted federated update (`POST /v1/fed/update`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct FedUpdateResponse {
+    /// Always true (a refused update is an error response).
+    pub accepted: bool,
+}
+
 /// The decision threshold, chosen for a target FMR on a development split.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 pub struct ThresholdBody {

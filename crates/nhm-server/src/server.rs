@@ -32,6 +32,39 @@ pub const PEPPER_FILE: &str = "pepper.key";
 /// File name of the default audit trail inside the data directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
 
+/// Default federated-training state directory inside the data directory.
+pub const FED_DIR: &str = "fed";
+
+/// Stops the federated-round ticker when dropped (with the server that started it).
+#[derive(Debug)]
+pub struct FedTicker(tokio::task::AbortHandle);
+
+impl Drop for FedTicker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Drives the federated rounds every [`crate::fed::TICK_INTERVAL`] (closing timed-out rounds even
+/// when no client calls), until the returned guard is dropped or the service is gone. `None`
+/// when federated training is off.
+pub fn spawn_fed_ticker(state: &AppState) -> Option<FedTicker> {
+    state.service().fed()?;
+    let service = Arc::downgrade(state.service());
+    let task = tokio::spawn(async move {
+        let mut every = tokio::time::interval(crate::fed::TICK_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(service) = service.upgrade() else {
+                break;
+            };
+            service.fed_tick().await;
+        }
+    });
+    Some(FedTicker(task.abort_handle()))
+}
+
 /// The pepper to serve `store` with: the configured key file; else `DATA/pepper.key`,
 /// generated (mode 0600) when the store is new. A store written with a pepper whose file is
 /// missing, or written without one while the configuration wants one, is refused: serving it
@@ -97,6 +130,9 @@ pub async fn build_state(mut config: Config, data_dir: &Path) -> Result<AppState
     };
     if config.audit_log.is_none() {
         config.audit_log = Some(data_dir.join(AUDIT_FILE));
+    }
+    if let Some(fed) = config.fed.as_mut() {
+        fed.state_dir.get_or_insert_with(|| data_dir.join(FED_DIR));
     }
     let store = open_store(&config, data_dir).await?;
     let pepper = resolve_pepper(&config, data_dir, &*store).await?;
@@ -177,6 +213,7 @@ async fn shutdown_signal() {
 /// (for embedding the service in tests and other programs).
 pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState) -> Result<()> {
     let limits = ConnectionLimits::of(state.config());
+    let _ticker = spawn_fed_ticker(&state);
     serve_http(listener, crate::http::app(state), limits, std::future::pending()).await
 }
 
@@ -260,6 +297,7 @@ pub async fn serve(config: Config, bind: &str, data_dir: &Path) -> Result<()> {
     let state = build_state(config, data_dir).await?;
     tracing::info!(subjects = state.subjects(), "gallery loaded");
     spawn_maintenance(&state);
+    let _ticker = spawn_fed_ticker(&state);
     let mut limits = ConnectionLimits::of(state.config());
     limits.max_connections = connection_budget(limits.max_connections);
     let app = crate::http::app(state);

@@ -14,10 +14,13 @@
 //! - **threshold**: stored with the gallery and shared by replicas; the configuration's only
 //!   seeds a store that has none.
 //! - **audit** ([`crate::audit`]): every change and every refusal that matters is recorded.
+//! - **federated training** ([`crate::fed`]): enrol (or admin) tokens are the clients, each
+//!   known by its token's name; every `/v1/fed` request first drives the rounds.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use nhm_fed::wire::{JoinRequest, StatusResponse, TaskResponse, UpdateRequest};
 use nhm_template::{Hashmap, Key, Pepper, Threshold};
 use rand::SeedableRng as _;
 
@@ -26,6 +29,7 @@ use crate::audit::{self, Action, AuditLog};
 use crate::auth::{Principal, Role};
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
+use crate::fed::{rejection_code, Fed};
 use crate::index::Index;
 use crate::protocol::{
     CandidateResponse, IdentifyResponse, ListResponse, RelayQuery, RelayResponse, SubjectResponse,
@@ -53,6 +57,7 @@ pub struct Service {
     attempts: AttemptLimits,
     audit: AuditLog,
     change_seq: AtomicU64,
+    fed: Option<Fed>,
 }
 
 impl std::fmt::Debug for Service {
@@ -122,6 +127,10 @@ impl Service {
         }
         let attempts = AttemptLimits::new(store.clone());
         attempts.load(unix_now()).await?;
+        let fed = match config.fed.clone() {
+            Some(settings) => Some(tokio::task::spawn_blocking(move || Fed::open(&settings)).await??),
+            None => None,
+        };
         Ok(Service {
             config,
             store,
@@ -132,6 +141,7 @@ impl Service {
             attempts,
             audit,
             change_seq: AtomicU64::new(seq),
+            fed,
         })
     }
 
@@ -496,6 +506,77 @@ impl Service {
             }
         }
         Ok(RelayResponse { hashmaps })
+    }
+
+    /// Federated training, when `[fed]` is configured.
+    pub fn fed(&self) -> Option<&Fed> {
+        self.fed.as_ref()
+    }
+
+    /// Drives the federated rounds (see [`Fed::tick`]); a failure (saving the state) is logged:
+    /// the next tick saves again.
+    pub async fn fed_tick(&self) {
+        if let Some(fed) = &self.fed {
+            if let Err(e) = fed.tick().await {
+                tracing::error!(error = %e, "federated round bookkeeping failed");
+            }
+        }
+    }
+
+    /// Checks the caller (enrol or admin), that federated training is on, and drives the rounds.
+    async fn fed_for(&self, who: &Principal) -> Result<&Fed, ApiError> {
+        self.checked(who, Role::Enrol, None)?;
+        let fed = self.fed.as_ref().ok_or_else(|| {
+            ApiError::NotFound(
+                "federated training is not enabled on this server (its configuration has no [fed] table)"
+                    .into(),
+            )
+        })?;
+        self.fed_tick().await;
+        Ok(fed)
+    }
+
+    fn record_fed(&self, who: &Principal, action: Action, result: &Result<(), nhm_fed::Rejection>) {
+        let (outcome, detail) = match result {
+            Ok(()) => (audit::Outcome::Ok, None),
+            Err(r) => (audit::Outcome::Refused, Some(rejection_code(r))),
+        };
+        self.audit.record(&who.name, action, None, outcome, detail);
+    }
+
+    /// Registers (or re-registers) the caller as a federated client with its training hashmap.
+    pub async fn fed_join(&self, who: &Principal, req: JoinRequest) -> Result<StatusResponse, ApiError> {
+        let fed = self.fed_for(who).await?;
+        let result = fed.join(&who.name, req.hashmap).await;
+        self.record_fed(
+            who,
+            Action::FedJoin,
+            &result.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        Ok(result?)
+    }
+
+    /// Where federated training stands, for the caller.
+    pub async fn fed_status(&self, who: &Principal) -> Result<StatusResponse, ApiError> {
+        Ok(self.fed_for(who).await?.status(&who.name).await)
+    }
+
+    /// The global model (safetensors bytes) and its version (rounds closed).
+    pub async fn fed_model(&self, who: &Principal) -> Result<(u64, std::sync::Arc<Vec<u8>>), ApiError> {
+        Ok(self.fed_for(who).await?.model().await)
+    }
+
+    /// The caller's task in the open round (`None`: nothing to do now).
+    pub async fn fed_task(&self, who: &Principal) -> Result<Option<TaskResponse>, ApiError> {
+        Ok(self.fed_for(who).await?.task(&who.name).await)
+    }
+
+    /// Takes the caller's update for the open round; a refused one leaves the round going.
+    pub async fn fed_update(&self, who: &Principal, req: UpdateRequest) -> Result<(), ApiError> {
+        let fed = self.fed_for(who).await?;
+        let result = fed.submit(&who.name, req).await?;
+        self.record_fed(who, Action::FedUpdate, &result);
+        Ok(result?)
     }
 
     /// The threshold in force (admin).

@@ -135,7 +135,7 @@ fn hashmaps(c: &ClientOpts) -> Result<Vec<Hashmap>> {
 }
 
 /// `server` + path segments, each segment escaped.
-fn url(server: &str, segments: &[&str]) -> Result<reqwest::Url> {
+pub(crate) fn url(server: &str, segments: &[&str]) -> Result<reqwest::Url> {
     let mut u = reqwest::Url::parse(server).with_context(|| format!("bad server URL {server:?}"))?;
     u.path_segments_mut()
         .map_err(|()| anyhow::anyhow!("server URL {server:?} cannot take a path"))?

@@ -8,6 +8,8 @@ pub mod demo;
 pub mod encode;
 pub mod eval;
 pub mod face;
+pub mod fed;
+pub mod fed_client;
 pub mod key;
 pub mod serve;
 pub mod synth;

@@ -5,10 +5,12 @@
 //! - [`subjects`]: enrol, replace, revoke, read, list;
 //! - [`matching`]: verify and identify;
 //! - [`training`]: the negatives relay;
+//! - [`fed`]: federated training (join, status, model, task, update);
 //! - [`admin`]: the decision threshold;
 //! - [`ops`]: health, metrics, the OpenAPI document.
 
 pub mod admin;
+pub mod fed;
 pub mod matching;
 pub mod ops;
 pub mod subjects;
@@ -179,12 +181,14 @@ impl utoipa::Modify for BearerAuth {
     info(title = "Neural Hashmaps service", description = "Stores and matches protected biometric templates (hashmaps); never sees a biometric."),
     paths(subjects::enrol_subject, subjects::replace_templates, subjects::delete_subject, subjects::get_subject,
           subjects::list_subjects, matching::verify_probe, matching::identify_probe, training::relay_negatives,
+          fed::join, fed::status, fed::model, fed::task, fed::update,
           admin::get_threshold, admin::put_threshold, ops::healthz, ops::metrics),
     components(schemas(crate::protocol::EnrolRequest, crate::protocol::ReplaceRequest, crate::protocol::SubjectResponse,
                        crate::protocol::VerifyRequest, crate::protocol::VerifyResponse, crate::protocol::IdentifyRequest,
                        crate::protocol::IdentifyResponse, crate::protocol::CandidateResponse, crate::protocol::ListResponse,
                        crate::protocol::RelayResponse, crate::protocol::ThresholdBody, crate::protocol::Health,
-                       crate::protocol::ErrorBody, crate::protocol::ErrorDetail, crate::store::WriteMode)),
+                       crate::protocol::ErrorBody, crate::protocol::ErrorDetail, crate::store::WriteMode,
+                       crate::protocol::FedUpdateResponse)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -244,6 +248,10 @@ async fn uri_limit(State(state): State<AppState>, req: Request, next: Next) -> R
 pub fn app(state: AppState) -> Router {
     let cfg = state.config();
     let timeout = std::time::Duration::from_millis(cfg.request_timeout_ms);
+    let update_limit = cfg
+        .fed
+        .as_ref()
+        .map_or(cfg.body_limit_bytes, |f| f.update_limit_bytes);
     Router::new()
         .route("/v1/subjects", get(subjects::list_subjects))
         .route(
@@ -257,6 +265,15 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/subjects/{id}/verify", post(matching::verify_probe))
         .route("/v1/identify", post(matching::identify_probe))
         .route("/v1/relay/negatives", get(training::relay_negatives))
+        .route("/v1/fed/join", post(fed::join))
+        .route("/v1/fed/status", get(fed::status))
+        .route("/v1/fed/model", get(fed::model))
+        .route("/v1/fed/task", get(fed::task))
+        .route(
+            "/v1/fed/update",
+            // The inner limit wins over the router-wide one below.
+            post(fed::update).layer(axum::extract::DefaultBodyLimit::max(update_limit)),
+        )
         .route(
             "/v1/admin/threshold",
             get(admin::get_threshold).put(admin::put_threshold),

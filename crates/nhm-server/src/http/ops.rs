@@ -21,20 +21,23 @@ pub async fn healthz() -> Json<Health> {
     security(("bearer" = [])))]
 pub async fn metrics(State(state): State<AppState>, Caller(who): Caller) -> Result<Response, ApiError> {
     crate::service::require(&who, Role::Admin)?;
-    Ok(render_metrics(&state))
+    Ok(render_metrics(&state).await)
 }
 
 /// Prometheus metrics without a token (`metrics_public = true`).
 pub async fn public_metrics(State(state): State<AppState>) -> Response {
-    render_metrics(&state)
+    render_metrics(&state).await
 }
 
-fn render_metrics(state: &AppState) -> Response {
+async fn render_metrics(state: &AppState) -> Response {
     let now = crate::unix_now();
     let attempts = state.service.attempts();
-    let text = state
+    let mut text = state
         .metrics
         .render(state.subjects(), attempts.total(), attempts.locked_now(now));
+    if let Some(fed) = state.service.fed() {
+        crate::metrics::render_fed(&mut text, &fed.snapshot().await);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

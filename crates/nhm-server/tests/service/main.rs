@@ -3,6 +3,7 @@
 
 mod api;
 mod common;
+mod fed;
 mod hardening;
 mod limits;
 mod store;

@@ -1,0 +1,199 @@
+//! Federated training across processes: the real server binary and three `nhm fed client`
+//! processes, each holding one synthetic finger, over loopback HTTP.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn nhm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nhm"))
+        .args(args)
+        .arg("--quiet")
+        .output()
+        .expect("the nhm binary runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// Kills the server when the test ends, passed or not.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(dir: &Path) -> (Server, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nhm-server"))
+        .args(["--bind", "127.0.0.1:0", "--data"])
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nhm-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected: {line:?}"))
+        .to_owned();
+    (Server(child), url)
+}
+
+#[test]
+fn three_client_processes_train_two_rounds_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A starting model (one epoch on a few fingers) and three other fingers for the clients.
+    let model = d.join("model");
+    let o = nhm(&[
+        "train",
+        "--subjects",
+        "6",
+        "--impressions",
+        "3",
+        "--epochs",
+        "1",
+        "--eval-fraction",
+        "0",
+        "--val-fraction",
+        "0",
+        "--out",
+        s(&model),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let prints = d.join("prints");
+    let o = nhm(&[
+        "synth",
+        "--subjects",
+        "3",
+        "--impressions",
+        "3",
+        "--seed",
+        "99",
+        "--out",
+        s(&prints),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let mut tokens = String::new();
+    for i in 1..=3 {
+        let hash = blake3::hash(format!("fed-token-{i}").as_bytes()).to_hex();
+        tokens.push_str(&format!(
+            "[[token]]\nname = \"client-{i}\"\nrole = \"enrol\"\nhash = \"blake3:{hash}\"\n"
+        ));
+    }
+    std::fs::write(d.join("tokens.toml"), tokens).unwrap();
+    std::fs::write(
+        d.join("config.toml"),
+        format!(
+            "tokens = \"tokens.toml\"\n[fed]\ninitial_model = \"{}\"\ndim = 256\nmax_rounds = 2\n\
+             min_clients = 3\nclients_per_round = 3\nnegatives = 2\nround_timeout_secs = 120\n",
+            s(&model.join("encoder.safetensors"))
+        ),
+    )
+    .unwrap();
+    let (_server, url) = start(d);
+    let initial = std::fs::read(model.join("encoder.safetensors")).unwrap();
+
+    // A client with one image, or a token the server does not know, is refused with a reason.
+    let one = nhm(&[
+        "fed",
+        "client",
+        "--server",
+        &url,
+        "--token",
+        "fed-token-1",
+        "--model",
+        s(&model),
+        s(&prints.join("1_1.png")),
+    ]);
+    assert!(!one.status.success());
+    assert!(
+        String::from_utf8_lossy(&one.stderr).contains("at least 2"),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    let stranger = nhm(&[
+        "fed",
+        "client",
+        "--server",
+        &url,
+        "--token",
+        "not-a-token",
+        "--model",
+        s(&model),
+        s(&prints.join("1_1.png")),
+        s(&prints.join("1_2.png")),
+    ]);
+    assert!(!stranger.status.success());
+    assert!(
+        String::from_utf8_lossy(&stranger.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&stranger.stderr)
+    );
+
+    let clients: Vec<Child> = (1..=3)
+        .map(|i| {
+            let images: Vec<String> = (1..=3)
+                .map(|k| s(&prints.join(format!("{i}_{k}.png"))).to_owned())
+                .collect();
+            Command::new(env!("CARGO_BIN_EXE_nhm"))
+                .args(["--quiet", "fed", "client", "--server", &url, "--token"])
+                .arg(format!("fed-token-{i}"))
+                .args(["--model", s(&model), "--max-secs", "300", "--poll-ms", "100"])
+                .args(&images)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start a client")
+        })
+        .collect();
+    for c in clients {
+        let out = c.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["rounds_answered"], 2, "{text}");
+    }
+
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let status: serde_json::Value = http
+        .get(format!("{url}/v1/fed/status"))
+        .bearer_auth("fed-token-1")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["rounds_closed"], 2, "{status}");
+    assert_eq!(status["clients"], 3, "{status}");
+    let trained = http
+        .get(format!("{url}/v1/fed/model"))
+        .bearer_auth("fed-token-2")
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let before = nhm_fed::Weights::from_safetensors(&initial).unwrap();
+    let after = nhm_fed::Weights::from_safetensors(&trained).unwrap();
+    assert!(before.same_layout(&after));
+    assert!(
+        after.minus(&before).norm() > 0.0,
+        "two rounds of updates changed the model"
+    );
+    assert!(after.first_non_finite().is_none());
+}
