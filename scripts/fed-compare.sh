@@ -9,7 +9,7 @@ OUT=${1:-artifacts/fed-compare}
 NHM=${NHM:-target/release/nhm}
 [ -x "$NHM" ] || cargo build --release -p nhm-cli
 mkdir -p "$OUT"
-"$NHM" --quiet train --subjects 100 --impressions 4 --data-seed 4242 --epochs 4 \
+[ -f "$OUT/pretrain/encoder.safetensors" ] || "$NHM" --quiet train --subjects 100 --impressions 4 --data-seed 4242 --epochs 4 \
   --eval-fraction 0 --val-fraction 0.2 --seed 7 --out "$OUT/pretrain"
 COMMON=(--init "$OUT/pretrain" --clients 1000 --impressions 4 --eval-subjects 200 --data-seed 42
         --rounds 60 --per-round 50 --local-steps 2 --eval-every 5 --seed 7)

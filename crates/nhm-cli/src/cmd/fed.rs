@@ -213,6 +213,7 @@ fn simulate(a: SimulateArgs) -> Result<()> {
     } else {
         federated(&a, &init, &clients_ds, &eval_ds, &sim)?
     };
+    let leakage = relayed_hashmap_linkage(&encoder, &eval_ds)?;
     let meta = nhm_model::CheckpointMeta::new(
         None,
         format!("nhm fed simulate ({mode})"),
@@ -247,6 +248,7 @@ fn simulate(a: SimulateArgs) -> Result<()> {
         "rounds_to_converge": rounds_to_converge(&curve),
         "curve": curve,
         "extra": extra,
+        "relayed_hashmap_linkage": leakage,
         "seconds": t0.elapsed().as_secs_f64(),
     });
     let path = a.out.join("report.json");
@@ -418,6 +420,48 @@ fn centralised(
         &nhm_model::fed::encoder_weights(&out.encoder)?,
     )?;
     Ok(("centralised", curve, final_eer, initial, extra, enc))
+}
+
+/// What a curious party holding one relayed training hashmap (the unkeyed mean embedding the
+/// protocol sends) learns: whether a fresh sample is the same person's. Measured on the
+/// evaluation fingers under the final model: each finger's hashmap from all but its last
+/// impression, probed with every finger's last impression.
+fn relayed_hashmap_linkage(enc: &Encoder, eval: &Dataset) -> Result<serde_json::Value> {
+    let n = eval.n_subjects() as u32;
+    let mut hashmaps = Vec::new();
+    let mut probes = Vec::new();
+    for s in 0..n {
+        let imgs: Vec<_> = eval.samples_of(s).map(|x| x.image.clone()).collect();
+        let Some((last, rest)) = imgs.split_last() else {
+            continue;
+        };
+        if rest.is_empty() {
+            continue;
+        }
+        let client = FedClient::new(format!("eval-{s}"), rest.to_vec())?;
+        hashmaps.push(client.hashmap(enc)?);
+        probes.push(enc.embed(std::slice::from_ref(last))?.remove(0));
+    }
+    let (mut g, mut i) = (Vec::new(), Vec::new());
+    for (a, h) in hashmaps.iter().enumerate() {
+        for (b, p) in probes.iter().enumerate() {
+            let s: f64 = h.iter().zip(p).map(|(x, y)| (x * y) as f64).sum();
+            if a == b {
+                g.push(s);
+            } else {
+                i.push(s);
+            }
+        }
+    }
+    let scores = nhm_eval::ScoreSet::new(g, i)?;
+    let fnmr = scores.fnmr_at_fmr(1e-3);
+    Ok(json!({
+        "what": "a relayed training hashmap against a fresh sample of the same person (mated) or another (non-mated), final model",
+        "mated_pairs": scores.genuine().len(),
+        "non_mated_pairs": scores.impostor().len(),
+        "eer": scores.eer().eer,
+        "linked_at_fmr_0.1%": 1.0 - fnmr,
+    }))
 }
 
 fn initial_eer(enc: &Encoder, eval: &Dataset) -> Result<f64> {
