@@ -1,33 +1,10 @@
 //! End-to-end tests of the `nhm` binary: what a user types, what they get back.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn nhm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nhm"))
-        .args(args)
-        .arg("--quiet")
-        .output()
-        .expect("the nhm binary runs")
-}
+use std::path::Path;
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(rel)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
+use common::{nhm, s, shared, stderr, stdout};
 
 /// The README's main job, small: generate, train, encode, enrol, verify, identify, report. Then
 /// the client side on the model it produced: keys, encoding, and every bad input of `encode`.

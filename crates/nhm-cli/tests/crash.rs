@@ -2,9 +2,8 @@
 //! random moment, restart it on the same data directory, and check that every acknowledged
 //! enrolment is there. A few cycles by default; `NHM_CRASH_CYCLES=200` for a stress run.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,28 +12,6 @@ use nhm_template::Hashmap;
 use rand::{Rng as _, SeedableRng as _};
 
 const TOKEN: &str = "crash-test-token";
-
-fn start(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nhm-server"))
-        .args(["--bind", "127.0.0.1:0", "--data"])
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(dir.join("config.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start nhm-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected: {line:?}"));
-    (child, url.to_owned())
-}
 
 fn listed(client: &reqwest::blocking::Client, url: &str) -> std::collections::HashSet<String> {
     let mut all = std::collections::HashSet::new();
@@ -76,7 +53,7 @@ fn acknowledged_enrolments_survive_sigkill() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2024);
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     for cycle in 0..cycles {
-        let (mut child, url) = start(dir.path());
+        let (mut child, url) = common::start_server(dir.path());
         // Everything acknowledged before is still there after the restart.
         let present = listed(&client, &url);
         let before = acked.lock().unwrap().clone();
@@ -115,7 +92,7 @@ fn acknowledged_enrolments_survive_sigkill() {
             w.join().unwrap();
         }
     }
-    let (mut child, url) = start(dir.path());
+    let (mut child, url) = common::start_server(dir.path());
     let present = listed(&client, &url);
     let acked = acked.lock().unwrap();
     assert!(

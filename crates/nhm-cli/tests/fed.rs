@@ -1,22 +1,12 @@
 //! Federated training across processes: the real server binary and three `nhm fed client`
 //! processes, each holding one synthetic finger, over loopback HTTP.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn nhm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nhm"))
-        .args(args)
-        .arg("--quiet")
-        .output()
-        .expect("the nhm binary runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
+use common::{nhm, s};
 
 /// Kills the server when the test ends, passed or not.
 struct Server(Child);
@@ -28,26 +18,8 @@ impl Drop for Server {
     }
 }
 
-fn start(dir: &Path) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nhm-server"))
-        .args(["--bind", "127.0.0.1:0", "--data"])
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(dir.join("config.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start nhm-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected: {line:?}"))
-        .to_owned();
+fn start(dir: &std::path::Path) -> (Server, String) {
+    let (child, url) = common::start_server(dir);
     (Server(child), url)
 }
 
