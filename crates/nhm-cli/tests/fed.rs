@@ -169,3 +169,63 @@ fn three_client_processes_train_two_rounds_through_the_server() {
     );
     assert!(after.first_non_finite().is_none());
 }
+
+#[test]
+fn simulate_writes_its_report_and_refuses_bad_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    let common = [
+        "fed",
+        "simulate",
+        "--clients",
+        "6",
+        "--impressions",
+        "3",
+        "--eval-subjects",
+        "3",
+        "--rounds",
+        "2",
+        "--per-round",
+        "3",
+        "--negatives",
+        "2",
+        "--eval-every",
+        "1",
+    ];
+    let mut args = common.to_vec();
+    args.extend(["--dp-clip", "1", "--dp-epsilon", "8", "--out", s(&out)]);
+    let o = nhm(&args);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["mode"], "federated-dp", "{r}");
+    assert_eq!(
+        r["curve"].as_array().unwrap().len(),
+        3,
+        "start and two rounds: {r}"
+    );
+    let eps = r["extra"]["epsilon"].as_f64().unwrap();
+    assert!(eps > 0.0 && eps <= 8.0 + 1e-9, "{eps}");
+    assert!(r["extra"]["events"]["accepted"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["relayed_hashmap_linkage"]["eer"].as_f64().is_some(), "{r}");
+    assert!(out.join("eer_vs_round.png").exists() && out.join("model/encoder.safetensors").exists());
+
+    for (bad, why) in [
+        (vec!["--clients", "1"], "--clients"),
+        (vec!["--impressions", "1"], "--impressions"),
+        (vec!["--loss", "nope"], "unknown --loss"),
+        (vec!["--lr=-1"], "learning_rate"),
+        (vec!["--dp-clip", "1"], "--dp-noise or --dp-epsilon"),
+        (vec!["--server-momentum", "1.5"], "server_momentum"),
+    ] {
+        let mut args = vec!["fed", "simulate", "--rounds", "1", "--out", s(&out)];
+        args.extend(bad.iter().copied());
+        let o = nhm(&args);
+        assert!(!o.status.success(), "{bad:?} was accepted");
+        assert!(
+            common::stderr(&o).contains(why),
+            "{bad:?}: {}",
+            common::stderr(&o)
+        );
+    }
+}

@@ -162,12 +162,6 @@ fn simulate(a: SimulateArgs) -> Result<()> {
     anyhow::ensure!(a.eval_subjects >= 2, "--eval-subjects must be at least 2");
     anyhow::ensure!(a.rounds >= 1, "--rounds must be at least 1");
     let t0 = std::time::Instant::now();
-    let init = match &a.init {
-        Some(dir) => Encoder::load(dir).with_context(|| format!("loading --init {}", dir.display()))?,
-        None => Encoder::new(&EncoderConfig::default(), a.seed)?,
-    };
-    let input = init.input().clone();
-    let (clients_ds, eval_ds) = synth_split(&a, &input)?;
     let local = a.local.config()?;
     let delta = 1.0 / f64::from(a.clients);
     let dp = match a.dp_clip {
@@ -206,6 +200,13 @@ fn simulate(a: SimulateArgs) -> Result<()> {
         delta,
         max_val_impostor_pairs: 100_000,
     };
+    sim.fed.validate()?;
+    let init = match &a.init {
+        Some(dir) => Encoder::load(dir).with_context(|| format!("loading --init {}", dir.display()))?,
+        None => Encoder::new(&EncoderConfig::default(), a.seed)?,
+    };
+    let input = init.input().clone();
+    let (clients_ds, eval_ds) = synth_split(&a, &input)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let budget = a.rounds * a.per_round * a.local.local_steps * a.impressions as usize;
     let (mode, curve, final_eer, initial_eer, extra, encoder) = if a.centralised {
@@ -264,11 +265,18 @@ fn simulate(a: SimulateArgs) -> Result<()> {
     Ok(())
 }
 
-/// The first round whose EER is within 10% (relative) of the final one: a simple convergence
-/// point for the report.
+/// The first evaluated round whose EER is within 10% (relative) of the final one: a simple
+/// convergence point for the report. `None` when the run ended no better than it started.
 fn rounds_to_converge(curve: &[(f64, f64)]) -> Option<f64> {
-    let last = curve.last()?.1;
-    curve.iter().find(|(_, e)| *e <= last * 1.1).map(|(r, _)| *r)
+    let (first, last) = (curve.first()?.1, curve.last()?.1);
+    if last >= first {
+        return None;
+    }
+    curve
+        .iter()
+        .skip(1)
+        .find(|(_, e)| *e <= last * 1.1)
+        .map(|(r, _)| *r)
 }
 
 /// The clients' fingers and the unseen evaluation fingers, prepared for the encoder.
@@ -317,12 +325,18 @@ fn federated(
     eval: &Dataset,
     sim: &SimConfig,
 ) -> Result<Outcome> {
+    // A finger whose generator kept fewer than two impressions has no positive pair: it sits out.
     let clients: Vec<FedClient> = (0..clients_ds.n_subjects() as u32)
-        .map(|s| {
-            let images = clients_ds.samples_of(s).map(|x| x.image.clone()).collect();
-            FedClient::new(format!("client-{s:05}"), images)
+        .filter_map(|s| {
+            let images: Vec<_> = clients_ds.samples_of(s).map(|x| x.image.clone()).collect();
+            FedClient::new(format!("client-{s:05}"), images).ok()
         })
-        .collect::<nhm_model::Result<_>>()?;
+        .collect();
+    let left_out = clients_ds.n_subjects() - clients.len();
+    if left_out > 0 {
+        tracing::warn!(left_out, "clients with fewer than 2 samples sit out");
+    }
+    anyhow::ensure!(clients.len() >= 2, "fewer than 2 clients hold 2 or more samples");
     let pb = progress::bar(a.rounds as u64, "rounds");
     let mut last = f64::NAN;
     let outcome = nhm_model::fed::simulate(init, &clients, eval, sim, &mut |r: &SimRound| {
@@ -438,8 +452,7 @@ fn relayed_hashmap_linkage(enc: &Encoder, eval: &Dataset) -> Result<serde_json::
         if rest.is_empty() {
             continue;
         }
-        let client = FedClient::new(format!("eval-{s}"), rest.to_vec())?;
-        hashmaps.push(client.hashmap(enc)?);
+        hashmaps.push(nhm_model::fed::mean_direction(&enc.embed(rest)?));
         probes.push(enc.embed(std::slice::from_ref(last))?.remove(0));
     }
     let (mut g, mut i) = (Vec::new(), Vec::new());

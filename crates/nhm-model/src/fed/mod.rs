@@ -319,8 +319,9 @@ fn local_loss(
     }
 }
 
-/// The normalised mean of unit vectors (a zero mean stays zero).
-fn mean_direction(v: &[Vec<f32>]) -> Vec<f32> {
+/// The normalised mean of unit vectors (a zero mean stays zero): a training hashmap from
+/// embeddings.
+pub fn mean_direction(v: &[Vec<f32>]) -> Vec<f32> {
     let d = v.first().map_or(0, Vec::len);
     let mut m = vec![0f32; d];
     for e in v {
