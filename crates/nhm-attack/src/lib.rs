@@ -25,7 +25,7 @@ mod suite;
 mod wolf;
 mod world;
 
-pub use defence::{Defences, KeyPolicy};
+pub use defence::{Defences, KeyPolicy, WHITENING_SHRINKAGE};
 pub use error::{Error, Result};
 pub use hill_climb::{hill_climb, Climb, Feedback};
 pub use inversion::{
@@ -33,7 +33,7 @@ pub use inversion::{
     KEY_POOL, RENEWALS,
 };
 pub use known_sample::{known_sample, KnownSampleConfig, PairRegression};
-pub use linkage::{linkage, DSYS_BINS};
+pub use linkage::{linkage, DSYS_BINS, LINKAGE_SERVICE_PAIRS};
 pub use masquerade::{masquerade, MasqueradeConfig};
 pub use oracle::{service_config, Answer, HttpOracle, Oracle, ServiceHarness, UNLIMITED_ATTEMPTS};
 pub use outcome::{AttackResult, Tally};

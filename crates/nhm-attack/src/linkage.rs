@@ -19,21 +19,91 @@ pub const DSYS_BINS: usize = 50;
 /// Most non-mated pairs sampled.
 const MAX_NON_MATED: usize = 200_000;
 
-/// Runs the linkage measurement between application A and application B.
+/// Pairs of services the linkage is measured across: D↔sys of one pair depends on that pair's
+/// keys (the cross-service transform `R_Aᵀ·R_B`), so one pair alone says little about the
+/// scheme; the report gives the mean, the worst pair and each pair.
+pub const LINKAGE_SERVICE_PAIRS: usize = 8;
+
+/// Runs the linkage measurement between the services of [`LINKAGE_SERVICE_PAIRS`] pairs (the
+/// first is application A and application B of the other attacks).
 pub fn linkage(world: &World, defences: &Defences) -> Result<AttackResult> {
-    let pa = world.protector(&world.victim_key(defences, "app-a"), defences)?;
-    let pb = world.protector(&world.victim_key(defences, "app-b"), defences)?;
-    let a = world.at_rest(defences, &World::hashmaps(&pa, &world.victims.embeddings)?)?;
-    let b = World::hashmaps(&pb, &world.victims.embeddings)?;
-    // Service B has its own pepper secret.
-    let b = if defences.pepper {
-        let pepper = world.server_pepper_of("app-b", pb.output_dim());
-        b.iter()
+    let mut d_sys = Vec::new();
+    let mut floors = Vec::new();
+    let mut linked = Tally::default();
+    let (mut mated_pairs, mut non_mated_pairs) = (0, 0);
+    let mut chance = 0.0;
+    for pair in 0..LINKAGE_SERVICE_PAIRS {
+        let (app_a, app_b) = if pair == 0 {
+            ("app-a".to_string(), "app-b".to_string())
+        } else {
+            (format!("app-a-{pair}"), format!("app-b-{pair}"))
+        };
+        let one = linkage_between(world, defences, &app_a, &app_b, pair as u64)?;
+        d_sys.push(one.d_sys);
+        floors.push(one.floor);
+        linked.successes += one.linked.successes;
+        linked.attempts += one.linked.attempts;
+        mated_pairs = one.mated;
+        non_mated_pairs = one.non_mated;
+        chance = one.chance;
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let worst = d_sys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Ok(AttackResult {
+        attack: "linkage".into(),
+        scenario: "two services, templates of both".into(),
+        defences: defences.label(),
+        success: linked,
+        type_i: None,
+        threshold: f64::NAN,
+        details: json!({
+            "success_is": "rank-1 linkage: an A template's most similar B template is the same person (over every pair of services)",
+            "chance": chance,
+            "d_sys": mean(&d_sys),
+            "d_sys_worst_pair": worst,
+            "d_sys_per_pair": d_sys,
+            "d_sys_floor_of_the_estimator": mean(&floors),
+            "d_sys_bins": DSYS_BINS,
+            "service_pairs": LINKAGE_SERVICE_PAIRS,
+            "mated_pairs": mated_pairs,
+            "non_mated_pairs": non_mated_pairs,
+        }),
+    })
+}
+
+/// The linkage between one pair of services.
+struct PairLinkage {
+    d_sys: f64,
+    floor: f64,
+    linked: Tally,
+    chance: f64,
+    mated: usize,
+    non_mated: usize,
+}
+
+/// D↔sys, its floor and rank-1 linkage between the services `app_a` (templates as its store
+/// holds them) and `app_b` (as its store holds them, under its own pepper).
+fn linkage_between(
+    world: &World,
+    defences: &Defences,
+    app_a: &str,
+    app_b: &str,
+    salt: u64,
+) -> Result<PairLinkage> {
+    let pa = world.protector(&world.victim_key(defences, app_a), defences)?;
+    let pb = world.protector(&world.victim_key(defences, app_b), defences)?;
+    let at_rest = |p: &nhm_template::Protector, app: &str| -> Result<Vec<_>> {
+        let h = World::hashmaps(p, &world.victims.embeddings)?;
+        if !defences.pepper {
+            return Ok(h);
+        }
+        // Each service has its own pepper secret.
+        let pepper = world.server_pepper_of(app, p.output_dim());
+        Ok(h.iter()
             .map(|h| pepper.apply(h))
-            .collect::<nhm_template::Result<Vec<_>>>()?
-    } else {
-        b
+            .collect::<nhm_template::Result<Vec<_>>>()?)
     };
+    let (a, b) = (at_rest(&pa, app_a)?, at_rest(&pb, app_b)?);
     let s = &world.victims.subjects;
     let n = a.len();
     let mut mated = Vec::new();
@@ -42,7 +112,7 @@ pub fn linkage(world: &World, defences: &Defences) -> Result<AttackResult> {
             mated.push(ai.similarity(&b[j])?);
         }
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(world.seed ^ 0x11A4);
+    let mut rng = ChaCha8Rng::seed_from_u64(world.seed ^ 0x11A4 ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut non_mated = Vec::with_capacity(MAX_NON_MATED);
     let total_non_mated = n * n - n - mated.len();
     if total_non_mated <= MAX_NON_MATED {
@@ -86,22 +156,12 @@ pub fn linkage(world: &World, defences: &Defences) -> Result<AttackResult> {
         }
         linked.record(s[best.1] == s[i]);
     }
-    let chance = 1.0 / firsts.len() as f64;
-    Ok(AttackResult {
-        attack: "linkage".into(),
-        scenario: "two services, templates of both".into(),
-        defences: defences.label(),
-        success: linked,
-        type_i: None,
-        threshold: f64::NAN,
-        details: json!({
-            "success_is": "rank-1 linkage: an A template's most similar B template is the same person",
-            "chance": chance,
-            "d_sys": u.d_sys,
-            "d_sys_floor_of_the_estimator": floor,
-            "d_sys_bins": DSYS_BINS,
-            "mated_pairs": mated.len(),
-            "non_mated_pairs": non_mated.len(),
-        }),
+    Ok(PairLinkage {
+        d_sys: u.d_sys,
+        floor,
+        linked,
+        chance: 1.0 / firsts.len() as f64,
+        mated: mated.len(),
+        non_mated: non_mated.len(),
     })
 }

@@ -180,7 +180,8 @@ pub struct SuiteReport {
 /// combination of the switches it reads (key policy, pepper, hashmap length) and its results
 /// are shared by the columns that differ only in the service's switches; the service attacks run
 /// against a fresh service for every column. The inversion decoder is trained once per hashmap
-/// length.
+/// length and encoder. A column with whitening runs in [`World::whitened`] (the attacker's
+/// white-box encoder includes the whitening).
 pub fn run_suite(
     world: &World,
     kinds: &[AttackKind],
@@ -189,14 +190,27 @@ pub fn run_suite(
 ) -> Result<SuiteReport> {
     let mut runs = Vec::new();
     let mut pictures = Vec::new();
-    let mut decoders: BTreeMap<usize, Decoder> = BTreeMap::new();
+    let mut decoders: BTreeMap<(usize, Option<u64>), Decoder> = BTreeMap::new();
     let mut offline: BTreeMap<(AttackKind, String), Vec<AttackResult>> = BTreeMap::new();
+    // One whitened world per shrinkage, built before the runs borrow them.
+    let mut whitened: BTreeMap<u64, World> = BTreeMap::new();
+    for (_, d) in defences {
+        if let Some(a) = d.whitening {
+            if let std::collections::btree_map::Entry::Vacant(e) = whitened.entry(a.to_bits()) {
+                e.insert(world.whitened(a)?);
+            }
+        }
+    }
     for (label, d) in defences {
+        let world = match d.whitening {
+            Some(a) => &whitened[&a.to_bits()],
+            None => world,
+        };
         tracing::info!("defences: {label}");
         let mut results = Vec::new();
         let mut service: Option<Vec<AttackResult>> = None;
         for &k in kinds {
-            let reads = format!("{:?}/{}/{}", d.keys, d.pepper, d.hashmap_bits);
+            let reads = format!("{:?}/{}/{}/{:?}", d.keys, d.pepper, d.hashmap_bits, d.whitening);
             if k.offline() {
                 if let Some(r) = offline.get(&(k, reads.clone())) {
                     results.extend(r.iter().cloned().map(|mut r| {
@@ -208,7 +222,7 @@ pub fn run_suite(
             }
             let r = match k {
                 AttackKind::Inversion => {
-                    let decoder = match decoders.entry(d.hashmap_bits) {
+                    let decoder = match decoders.entry((d.hashmap_bits, d.whitening.map(f64::to_bits))) {
                         std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                         std::collections::btree_map::Entry::Vacant(e) => {
                             e.insert(train_decoder(world, d, &cfg.inversion, &mut |epoch, loss| {

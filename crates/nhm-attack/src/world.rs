@@ -152,6 +152,43 @@ impl World {
         })
     }
 
+    /// The same world behind a whitened encoder: a [`nhm_model::Whitening`] with `shrinkage`
+    /// fitted on the public population's embeddings (the deployment's public data; the attacker
+    /// holds it too, as part of the white-box client pipeline). The whitening follows the
+    /// network, so both populations' whitened embeddings are their embeddings mapped by it.
+    ///
+    /// Errors: [`Error::InvalidParameter`] when this world's encoder already whitens, and the
+    /// whitening's own, for a shrinkage outside [0, 1] or a singular covariance.
+    pub fn whitened(&self, shrinkage: f64) -> Result<World> {
+        if self.encoder.whitening().is_some() {
+            return Err(Error::InvalidParameter {
+                name: "encoder",
+                reason: "the encoder already whitens its embeddings; build the world on the \
+                         network's own embeddings (Encoder::without_whitening)"
+                    .into(),
+            });
+        }
+        let whitening = nhm_model::Whitening::fit(
+            &self.public.embeddings,
+            shrinkage,
+            format!("the attack's public data ({} samples)", self.public.len()),
+        )?;
+        let map = |p: &Population| -> Result<Population> {
+            Ok(Population {
+                subjects: p.subjects.clone(),
+                images: p.images.clone(),
+                embeddings: p
+                    .embeddings
+                    .iter()
+                    .map(|e| whitening.apply(e))
+                    .collect::<nhm_model::Result<_>>()?,
+            })
+        };
+        let (victims, public) = (map(&self.victims)?, map(&self.public)?);
+        let encoder = self.encoder.clone().with_whitening(whitening)?;
+        World::from_populations(encoder, victims, public, self.seed)
+    }
+
     /// The embedding dimension.
     pub fn embedding_dim(&self) -> usize {
         self.victims.embeddings[0].len()

@@ -36,6 +36,29 @@ fn population(subjects: u32, samples: u32, seed: u64) -> Population {
     out
 }
 
+/// `subjects` × `samples` embeddings whose subjects spread along a few large directions (the
+/// anisotropy of a trained encoder that lets two services' templates be linked).
+fn skewed_population(subjects: u32, samples: u32, seed: u64) -> Population {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Population {
+        subjects: Vec::new(),
+        images: Vec::new(),
+        embeddings: Vec::new(),
+    };
+    for s in 0..subjects {
+        let centre: Vec<f32> = (0..DIM)
+            .map(|i| rng.gen_range(-1.0..1.0f32) * 4.0 / (1.0 + i as f32))
+            .collect();
+        for _ in 0..samples {
+            let e: Vec<f32> = centre.iter().map(|c| c + rng.gen_range(-0.05..0.05f32)).collect();
+            out.subjects.push(s);
+            out.images.push(image::GrayImage::new(1, 1));
+            out.embeddings.push(unit(e));
+        }
+    }
+    out
+}
+
 fn world(seed: u64) -> World {
     let cfg = nhm_model::EncoderConfig {
         embedding_dim: DIM,
@@ -89,6 +112,47 @@ fn shared_keys_link_people_across_services_and_application_keys_do_not() {
     // The pepper alone keeps the two services' bits apart even under one key.
     let peppered = linkage(&w, &bits(KeyPolicy::Shared, true)).unwrap();
     assert!(peppered.rate() < 4.0 * chance, "pepper: {}", peppered.rate());
+}
+
+#[test]
+fn whitening_unlinks_anisotropic_embeddings_across_application_keys() {
+    let cfg = nhm_model::EncoderConfig {
+        embedding_dim: DIM,
+        ..Default::default()
+    };
+    let encoder = nhm_model::Encoder::new(&cfg, 1).unwrap();
+    let w = World::from_populations(
+        encoder,
+        skewed_population(150, 4, 11),
+        skewed_population(600, 2, 12),
+        11,
+    )
+    .unwrap();
+    let keys = bits(KeyPolicy::PerApplication, false);
+    let plain = linkage(&w, &keys).unwrap();
+    let whitened_world = w.whitened(0.0).unwrap();
+    let whitened = linkage(&whitened_world, &keys).unwrap();
+    let d = |r: &nhm_attack::AttackResult| r.details["d_sys"].as_f64().unwrap();
+    let floor = whitened.details["d_sys_floor_of_the_estimator"].as_f64().unwrap();
+    assert!(
+        d(&plain) > 2.0 * d(&whitened) && d(&whitened) < floor + 0.03,
+        "D_sys {} unwhitened, {} whitened (floor {floor})",
+        d(&plain),
+        d(&whitened)
+    );
+    assert_eq!(
+        plain.details["d_sys_per_pair"].as_array().unwrap().len(),
+        nhm_attack::LINKAGE_SERVICE_PAIRS
+    );
+    // The whitened world's white-box encoder carries the whitening, and cannot be whitened twice.
+    assert!(whitened_world.encoder.whitening().is_some());
+    let err = whitened_world.whitened(0.0).unwrap_err().to_string();
+    assert!(err.contains("already whitens"), "{err}");
+    assert!(w
+        .whitened(2.0)
+        .unwrap_err()
+        .to_string()
+        .contains("outside [0, 1]"));
 }
 
 #[test]

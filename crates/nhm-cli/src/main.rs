@@ -40,6 +40,11 @@ enum Command {
     Key(cmd::key::Command),
     /// Train an encoder on a dataset.
     Train(cmd::train::Args),
+    /// The learned defence: fine-tune an encoder against inversion decoders.
+    Harden(cmd::harden::Args),
+    /// Add the whitening defence to an encoder checkpoint (fitted on public data): lowers the
+    /// linkage of one person across services, at a cost in EER.
+    Whiten(cmd::whiten::Args),
     /// Turn samples into hashmaps (protected templates) with an encoder and a key.
     Encode(cmd::encode::Args),
     /// Evaluate an encoder on unseen subjects: recognition metrics, score files, plots, report.
@@ -87,6 +92,8 @@ fn main() -> std::process::ExitCode {
         Command::Dataset(c) => cmd::dataset::run(c),
         Command::Key(c) => cmd::key::run(c),
         Command::Train(a) => cmd::train::run(a),
+        Command::Harden(a) => cmd::harden::run(a),
+        Command::Whiten(a) => cmd::whiten::run(a),
         Command::Encode(a) => cmd::encode::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Face(c) => cmd::face::run(c),

@@ -359,6 +359,73 @@ fn bad_scale_flags_are_refused_by_every_command_that_takes_them() {
 /// brings a sample of another resolution to the model's scale, and `eval --probe-data` matches
 /// the same fingers across two sensors.
 #[test]
+fn whiten_writes_a_whitened_copy_and_refuses_bad_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("whitened");
+    let common = [
+        "whiten",
+        "--subjects",
+        "12",
+        "--impressions",
+        "3",
+        "--data-seed",
+        "777",
+    ];
+    let o = nhm(&[&common[..], &["--shrinkage", "0.2", "--out", s(&out)]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let header: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(header["whitening"]["shrinkage"], 0.2);
+    assert_eq!(header["whitening"]["samples"], 36);
+    assert!(out.join("whitening.safetensors").exists());
+    // The whitened model encodes a real set.
+    let key = dir.path().join("client.key");
+    assert!(nhm(&["key", "new", "--out", s(&key)]).status.success());
+    let hashmaps = dir.path().join("db1.jsonl");
+    let db1 = shared("fvc2002/DB1_B");
+    let o = nhm(&[
+        "encode",
+        "--model",
+        s(&out),
+        "--key",
+        s(&key),
+        "--out",
+        s(&hashmaps),
+        s(&db1),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&hashmaps).unwrap().lines().count(), 80);
+    for (extra, needle) in [
+        (vec!["--shrinkage", "1.5", "--out", s(&out)], "outside [0, 1]"),
+        (
+            vec!["--shrinkage", "0", "--subjects", "3", "--out", s(&out)],
+            "singular",
+        ),
+        (
+            vec!["--model", s(&out), "--out", s(&out)],
+            "the model's own folder",
+        ),
+        (
+            vec!["--model", "/no/such/model", "--out", s(&out)],
+            "/no/such/model",
+        ),
+    ] {
+        let mut args = vec!["whiten", "--impressions", "3", "--data-seed", "777"];
+        if !extra.contains(&"--subjects") {
+            args.extend(["--subjects", "12"]);
+        }
+        args.extend(extra.iter().copied());
+        let o = nhm(&args);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+    // The refused runs left the good checkpoint as it was.
+    let again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(again, header);
+}
+
+#[test]
 fn scan_contract_travels_with_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("scan");
@@ -480,6 +547,108 @@ fn scan_contract_travels_with_the_checkpoint() {
 
 /// `nhm attack`, small: the offline attacks on the shipped model write the table, and each bad
 /// input is refused with a message naming it.
+#[test]
+fn harden_then_attack_with_the_learned_defence() {
+    let dir = tempfile::tempdir().unwrap();
+    let hardened = dir.path().join("hardened");
+    let data = [
+        "--subjects",
+        "6",
+        "--impressions",
+        "3",
+        "--data-seed",
+        "42",
+        "--synth-view",
+        "centre",
+    ];
+    let tiny = [
+        "--rounds",
+        "1",
+        "--decoder-epochs",
+        "1",
+        "--decoder-samples",
+        "12",
+        "--encoder-steps",
+        "2",
+    ];
+    let o = nhm(&[&["harden"][..], &data, &tiny, &["--out", s(&hardened)]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("round 1: recognition loss"), "{}", stdout(&o));
+    let header: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(hardened.join("checkpoint.json")).unwrap()).unwrap();
+    assert!(
+        header["meta"]["data"]
+            .as_str()
+            .unwrap()
+            .contains("hardened against inversion"),
+        "{header}"
+    );
+    for (extra, needle) in [
+        (vec!["--rounds", "0"], "rounds"),
+        (vec!["--learning-rate", "0"], "learning_rate"),
+        (vec!["--model", s(&hardened)], "the model's own folder"),
+    ] {
+        let args = [&["harden"][..], &data, &["--out", s(&hardened)], &extra].concat();
+        let o = nhm(&args);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+
+    // The learned defence's columns join the attack table.
+    let out = dir.path().join("attack");
+    let small = [
+        "--victim-subjects",
+        "10",
+        "--impressions",
+        "3",
+        "--public-subjects",
+        "20",
+        "--targets",
+        "5",
+        "--defences",
+        "none",
+    ];
+    let o = nhm(&[
+        &[
+            "attack",
+            "linkage",
+            "--out",
+            s(&out),
+            "--hardened-model",
+            s(&hardened),
+        ][..],
+        &small,
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let labels: Vec<&str> = report["report"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["none", "learned defence", "learned + defaults"]);
+    let face = shipped_model("face");
+    for (extra, needle) in [
+        (vec!["--hardened-model", s(&face)], "loading"),
+        (vec!["--whitening", "2"], "--whitening 2 is outside [0, 1]"),
+    ] {
+        let args = [&["attack", "linkage", "--out", s(&out)][..], &small, &extra].concat();
+        let o = nhm(&args);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+}
+
+/// A shipped model folder (`models/NAME` at the workspace root).
+fn shipped_model(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models")
+        .join(name)
+}
+
 #[test]
 fn attack_writes_the_table_and_refuses_bad_input() {
     let dir = tempfile::tempdir().unwrap();

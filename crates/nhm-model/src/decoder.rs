@@ -282,7 +282,7 @@ impl Decoder {
                 let mut loss = (recon.clone() - target).powf_scalar(2.0).mean();
                 if train.identity_weight > 0.0 {
                     let t = Tensor::<2>::from_data(TensorData::new(truth, [n, d]), &device);
-                    let e = forward_net(&frozen, mirror, standardize(recon));
+                    let e = encoder.head(forward_net(&frozen, mirror, standardize(recon)));
                     let cos = (e * t).sum_dim(1).mean();
                     loss = loss + cos.neg().add_scalar(1.0).mul_scalar(train.identity_weight);
                 }

@@ -11,6 +11,7 @@ use nhm_data::GrayImage;
 use serde::{Deserialize, Serialize};
 
 use crate::net::{l2_normalize, EncoderNet};
+use crate::whitening::{Whitening, WhiteningSpec, WHITENING_FILE};
 use crate::{EncoderConfig, Error, Result, TrainConfig};
 
 /// File name of the weights inside a checkpoint folder.
@@ -100,6 +101,9 @@ struct HeaderFile {
     /// The input contract; absent in checkpoints written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     input: Option<InputSpec>,
+    /// The whitening after the network, when the checkpoint carries one (in [`WHITENING_FILE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    whitening: Option<WhiteningSpec>,
     meta: CheckpointMeta,
 }
 
@@ -109,6 +113,7 @@ pub struct Encoder {
     cfg: EncoderConfig,
     input: InputSpec,
     net: EncoderNet,
+    whitening: Option<Whitening>,
     device: Device,
 }
 
@@ -122,6 +127,7 @@ impl Encoder {
             cfg: cfg.clone(),
             input: InputSpec::plain(cfg.input_size as u32),
             net,
+            whitening: None,
             device,
         })
     }
@@ -132,6 +138,7 @@ impl Encoder {
             input: InputSpec::plain(cfg.input_size as u32),
             cfg,
             net,
+            whitening: None,
             device: compute_device(),
         }
     }
@@ -176,7 +183,57 @@ impl Encoder {
 
     /// The network's forward pass on a `[n, 1, s, s]` tensor.
     pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        forward_net(&self.net, self.cfg.mirror_average, x)
+        self.head(forward_net(&self.net, self.cfg.mirror_average, x))
+    }
+
+    /// What follows the network: the whitening when there is one (the network's output is
+    /// already unit length).
+    pub(crate) fn head(&self, e: Tensor<2>) -> Tensor<2> {
+        match &self.whitening {
+            Some(w) => w.apply_tensor(e),
+            None => e,
+        }
+    }
+
+    /// The whitening after the network, if any.
+    pub fn whitening(&self) -> Option<&Whitening> {
+        self.whitening.as_ref()
+    }
+
+    /// The same encoder with `whitening` after its network (it is saved with the checkpoint).
+    ///
+    /// Errors: [`Error::InvalidParameter`] when the whitening maps another dimension.
+    pub fn with_whitening(mut self, whitening: Whitening) -> Result<Self> {
+        if whitening.dim() != self.cfg.embedding_dim {
+            return Err(Error::invalid(
+                "whitening",
+                format!(
+                    "it maps {} dimensions, the encoder embeds in {}",
+                    whitening.dim(),
+                    self.cfg.embedding_dim
+                ),
+            ));
+        }
+        self.whitening = Some(whitening);
+        Ok(self)
+    }
+
+    /// The same encoder with the network's own embeddings (no whitening).
+    pub fn without_whitening(mut self) -> Self {
+        self.whitening = None;
+        self
+    }
+
+    /// Fits a whitening ([`Whitening::fit`]) on the network's own embeddings of `images`
+    /// (public data, never the subjects a figure is reported on).
+    pub fn fit_whitening(
+        &self,
+        images: &[GrayImage],
+        shrinkage: f64,
+        fitted_on: impl Into<String>,
+    ) -> Result<Whitening> {
+        let raw = self.clone().without_whitening().embed(images)?;
+        Whitening::fit(&raw, shrinkage, fitted_on)
     }
 
     /// The network with its training behaviour off (BatchNorm on running statistics), its
@@ -231,7 +288,7 @@ impl Encoder {
         let net = self.frozen_net();
         let x =
             Tensor::<4>::from_data(TensorData::new(pixels.to_vec(), [n, 1, s, s]), &device).require_grad();
-        let e = forward_net(&net, self.cfg.mirror_average, standardize(x.clone()));
+        let e = self.head(forward_net(&net, self.cfg.mirror_average, standardize(x.clone())));
         let t = Tensor::<2>::from_data(TensorData::new(flat, [n, d]), &self.device);
         let cos = (e * t).sum_dim(1);
         let grads = cos.clone().sum().backward();
@@ -260,8 +317,20 @@ impl Encoder {
             format: FORMAT.into(),
             encoder: self.cfg.clone(),
             input: Some(self.input.clone()),
+            whitening: self.whitening.as_ref().map(|w| w.spec().clone()),
             meta: meta.clone(),
         };
+        let whitening_path = dir.join(WHITENING_FILE);
+        match &self.whitening {
+            Some(w) => w.save(&whitening_path)?,
+            // A whitening left by an earlier checkpoint in this folder is not this encoder's.
+            None => match std::fs::remove_file(&whitening_path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(&whitening_path, e))
+                }
+                _ => {}
+            },
+        }
         write_json(&dir.join(HEADER_FILE), &header)
     }
 
@@ -285,11 +354,20 @@ impl Encoder {
             .input
             .unwrap_or_else(|| InputSpec::plain(header.encoder.input_size as u32));
         check_input(&header.encoder, &input)?;
+        let whitening = match header.whitening {
+            Some(spec) => Some(Whitening::load(
+                &dir.join(WHITENING_FILE),
+                header.encoder.embedding_dim,
+                spec,
+            )?),
+            None => None,
+        };
         Ok((
             Encoder {
                 cfg: header.encoder,
                 input,
                 net,
+                whitening,
                 device,
             },
             header.meta,

@@ -380,13 +380,13 @@ fn describe(train: &Dataset, val: &Dataset) -> String {
 }
 
 /// One augmented (`nhm_data::augment`, default strengths), standardised training image.
-fn augmented(img: &GrayImage, aug: &AugmentConfig, rng: &mut ChaCha8Rng) -> Vec<f32> {
+pub(crate) fn augmented(img: &GrayImage, aug: &AugmentConfig, rng: &mut ChaCha8Rng) -> Vec<f32> {
     nhm_data::preprocess::to_f32(&augment(img, aug, rng))
 }
 
 /// Draws P×K batches: P distinct subjects, K samples each (without repetition when the subject
 /// has K or more, else all of them and random repeats).
-struct Sampler {
+pub(crate) struct Sampler {
     /// Sample indices of each usable subject.
     by_subject: Vec<Vec<usize>>,
     /// Subject id of each entry of `by_subject`.
@@ -394,7 +394,7 @@ struct Sampler {
 }
 
 impl Sampler {
-    fn new(train: &Dataset, size: usize) -> Result<Self> {
+    pub(crate) fn new(train: &Dataset, size: usize) -> Result<Self> {
         let mut by = vec![Vec::new(); train.n_subjects()];
         for (i, s) in train.samples.iter().enumerate() {
             check_size(&s.image, size)?;
@@ -424,7 +424,7 @@ impl Sampler {
         Ok(Sampler { by_subject, subjects })
     }
 
-    fn batch(&self, p: usize, k: usize, rng: &mut ChaCha8Rng) -> (Vec<usize>, Vec<u32>) {
+    pub(crate) fn batch(&self, p: usize, k: usize, rng: &mut ChaCha8Rng) -> (Vec<usize>, Vec<u32>) {
         let order: Vec<usize> = (0..self.subjects.len()).collect();
         let chosen: Vec<usize> = order.choose_multiple(rng, p).copied().collect();
         let (mut idx, mut labels) = (Vec::with_capacity(p * k), Vec::with_capacity(p * k));

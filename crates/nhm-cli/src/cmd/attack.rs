@@ -97,6 +97,15 @@ pub struct Args {
     /// Gradient steps of the masquerade.
     #[arg(long)]
     pub masquerade_steps: Option<usize>,
+    /// Shrinkage of the whitening defence (0 whitens fully, 1 only centres), fitted on the
+    /// public data; the columns with whitening use it.
+    #[arg(long, default_value_t = nhm_attack::WHITENING_SHRINKAGE)]
+    pub whitening: f64,
+    /// The learned defence: an encoder hardened against inversion (`nhm harden`) from the model
+    /// under attack. Its two columns (alone, and with the shipped defaults) join the table, on
+    /// the same victims and public data.
+    #[arg(long)]
+    pub hardened_model: Option<PathBuf>,
     /// Seed of keys and of every attack's random choices.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -162,8 +171,15 @@ pub fn run(args: Args) -> Result<()> {
     )
     .load(encoder.input())
     .context("loading the public data")?;
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.whitening),
+        "--whitening {} is outside [0, 1] (0 whitens fully, 1 only centres)",
+        args.whitening
+    );
     let dim = encoder.config().embedding_dim;
-    let world = World::new(encoder, &victims, &public, args.seed)?;
+    // The columns choose whitening themselves (fitted on the public data): the base world runs
+    // on the network's own embeddings even when the checkpoint carries a whitening.
+    let world = World::new(encoder.without_whitening(), &victims, &public, args.seed)?;
     let kinds: Vec<AttackKind> = match args.kind {
         KindArg::All => AttackKind::ALL.to_vec(),
         KindArg::Inversion => vec![AttackKind::Inversion],
@@ -185,6 +201,15 @@ pub fn run(args: Args) -> Result<()> {
         )],
         DefenceArg::None => vec![("none".into(), Defences::none(dim))],
     };
+    let defences: Vec<(String, Defences)> = defences
+        .into_iter()
+        .map(|(label, mut d)| {
+            if d.whitening.is_some() {
+                d.whitening = Some(args.whitening);
+            }
+            (label, d)
+        })
+        .collect();
     let mut inversion = InversionConfig {
         targets: args.targets,
         seed: args.seed,
@@ -212,7 +237,38 @@ pub fn run(args: Args) -> Result<()> {
         query_budget: args.query_budget,
         picture_rows: 8,
     };
-    let report = nhm_attack::run_suite(&world, &kinds, &defences, &cfg)?;
+    let mut report = nhm_attack::run_suite(&world, &kinds, &defences, &cfg)?;
+    if let Some(path) = &args.hardened_model {
+        let hardened = nhm_model::Encoder::load(path)
+            .with_context(|| format!("loading {}", path.display()))?
+            .without_whitening();
+        anyhow::ensure!(
+            hardened.input() == world.encoder.input() && hardened.config() == world.encoder.config(),
+            "--hardened-model {} has another architecture or input contract than {}: harden that \
+             model (`nhm harden --model`)",
+            path.display(),
+            model.display()
+        );
+        let hardened_world = World::new(hardened, &victims, &public, args.seed)?;
+        let columns = vec![
+            ("learned defence".to_string(), Defences::none(dim)),
+            (
+                "learned + defaults".to_string(),
+                Defences {
+                    hashmap_bits: dim,
+                    ..Defences::default()
+                },
+            ),
+        ];
+        let extra = nhm_attack::run_suite(&hardened_world, &kinds, &columns, &cfg)?;
+        for mut run in extra.runs {
+            for r in &mut run.results {
+                r.defences = format!("hardened encoder, {}", r.defences);
+            }
+            report.runs.push(run);
+        }
+        report.pictures.extend(extra.pictures);
+    }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let table = report.markdown_table();
     for (label, sheet) in &report.pictures {
@@ -228,6 +284,7 @@ pub fn run(args: Args) -> Result<()> {
     let json = json!({
         "config": {
             "model": model.display().to_string(),
+            "hardened_model": args.hardened_model.as_ref().map(|p| p.display().to_string()),
             "victims": format!("{} ({} subjects, {} samples)", args.victims, world.victims.subject_count(), world.victims.len()),
             "public": format!("{} ({} subjects, {} samples)", args.public, world.public.subject_count(), world.public.len()),
             "victim_seed": args.victim_seed,

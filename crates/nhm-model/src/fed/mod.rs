@@ -117,7 +117,11 @@ fn net_weights(net: &EncoderNet) -> Result<Weights> {
 }
 
 /// `cfg`'s network with `w` loaded; every tensor must be present with its shape.
-fn net_from_weights(cfg: &EncoderConfig, w: &Weights, device: &burn::tensor::Device) -> Result<EncoderNet> {
+pub(crate) fn net_from_weights(
+    cfg: &EncoderConfig,
+    w: &Weights,
+    device: &burn::tensor::Device,
+) -> Result<EncoderNet> {
     let mut net = EncoderNet::new(cfg, 0, device);
     let mut store = SafetensorsStore::from_bytes(Some(w.to_safetensors())).validate(false);
     let applied = net.load_from(&mut store).map_err(|e| Error::Weights {
