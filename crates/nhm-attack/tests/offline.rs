@@ -13,10 +13,18 @@ fn unit(v: Vec<f32>) -> Vec<f32> {
     v.into_iter().map(|x| x / n).collect()
 }
 
-/// `subjects` × `samples` embeddings around a common axis.
-fn population(subjects: u32, samples: u32, seed: u64) -> Population {
+/// `subjects` × `samples` embeddings: each subject's centre draws coordinate `i` as
+/// `offset(i) + spread(i)·u` with `u` uniform in [-1, 1], each sample adds uniform noise of
+/// `noise` and is normalised.
+fn embeddings(
+    subjects: u32,
+    samples: u32,
+    seed: u64,
+    offset: impl Fn(usize) -> f32,
+    spread: impl Fn(usize) -> f32,
+    noise: f32,
+) -> Population {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let axis: Vec<f32> = (0..DIM).map(|i| if i == 0 { 1.0 } else { 0.0 }).collect();
     let mut out = Population {
         subjects: Vec::new(),
         images: Vec::new(),
@@ -24,10 +32,10 @@ fn population(subjects: u32, samples: u32, seed: u64) -> Population {
     };
     for s in 0..subjects {
         let centre: Vec<f32> = (0..DIM)
-            .map(|i| 2.0 * axis[i] + rng.gen_range(-1.0..1.0f32))
+            .map(|i| offset(i) + spread(i) * rng.gen_range(-1.0..1.0f32))
             .collect();
         for _ in 0..samples {
-            let e: Vec<f32> = centre.iter().map(|c| c + rng.gen_range(-0.15..0.15f32)).collect();
+            let e: Vec<f32> = centre.iter().map(|c| c + rng.gen_range(-noise..noise)).collect();
             out.subjects.push(s);
             out.images.push(image::GrayImage::new(1, 1));
             out.embeddings.push(unit(e));
@@ -36,27 +44,22 @@ fn population(subjects: u32, samples: u32, seed: u64) -> Population {
     out
 }
 
-/// `subjects` × `samples` embeddings whose subjects spread along a few large directions (the
-/// anisotropy of a trained encoder that lets two services' templates be linked).
+/// Subjects as random directions inside a narrow cone around a common axis.
+fn population(subjects: u32, samples: u32, seed: u64) -> Population {
+    embeddings(
+        subjects,
+        samples,
+        seed,
+        |i| if i == 0 { 2.0 } else { 0.0 },
+        |_| 1.0,
+        0.15,
+    )
+}
+
+/// Subjects that spread along a few large directions (the anisotropy of a trained encoder that
+/// lets two services' templates be linked).
 fn skewed_population(subjects: u32, samples: u32, seed: u64) -> Population {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut out = Population {
-        subjects: Vec::new(),
-        images: Vec::new(),
-        embeddings: Vec::new(),
-    };
-    for s in 0..subjects {
-        let centre: Vec<f32> = (0..DIM)
-            .map(|i| rng.gen_range(-1.0..1.0f32) * 4.0 / (1.0 + i as f32))
-            .collect();
-        for _ in 0..samples {
-            let e: Vec<f32> = centre.iter().map(|c| c + rng.gen_range(-0.05..0.05f32)).collect();
-            out.subjects.push(s);
-            out.images.push(image::GrayImage::new(1, 1));
-            out.embeddings.push(unit(e));
-        }
-    }
-    out
+    embeddings(subjects, samples, seed, |_| 0.0, |i| 4.0 / (1.0 + i as f32), 0.05)
 }
 
 fn world(seed: u64) -> World {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 /// Folder of the shipped fingerprint model, relative to a models folder.
 pub const FINGERPRINT_MODEL: &str = "fingerprint";
@@ -34,6 +34,27 @@ pub fn default_fingerprint_model() -> Result<PathBuf> {
              NHM_MODELS to the repository's models/ folder or pass --model DIR"
         )
     })
+}
+
+/// Loads the encoder checkpoint a command derives a new one from (`model`, or the shipped
+/// fingerprint model) with its header, refusing an output folder that is the model's own (the
+/// derived checkpoint would overwrite the one it came from).
+pub fn load_for_derivation(
+    model: Option<&Path>,
+    out: &Path,
+) -> Result<(PathBuf, nhm_model::Encoder, nhm_model::CheckpointMeta)> {
+    let model = match model {
+        Some(m) => m.to_path_buf(),
+        None => default_fingerprint_model()?,
+    };
+    anyhow::ensure!(
+        std::fs::canonicalize(out).ok() != std::fs::canonicalize(&model).ok(),
+        "--out {} is the model's own folder; write the new checkpoint elsewhere",
+        out.display()
+    );
+    let (encoder, meta) =
+        nhm_model::Encoder::load_with_meta(&model).with_context(|| format!("loading {}", model.display()))?;
+    Ok((model, encoder, meta))
 }
 
 /// The first `name` folder among [`model_roots`] that holds `marker`, or the folders looked in.

@@ -547,6 +547,20 @@ fn scan_contract_travels_with_the_checkpoint() {
 
 /// `nhm attack`, small: the offline attacks on the shipped model write the table, and each bad
 /// input is refused with a message naming it.
+/// An attack run small enough for a test: 10 victims, 20 public fingers, 5 targets, no defences.
+const SMALL_ATTACK: [&str; 10] = [
+    "--victim-subjects",
+    "10",
+    "--impressions",
+    "3",
+    "--public-subjects",
+    "20",
+    "--targets",
+    "5",
+    "--defences",
+    "none",
+];
+
 #[test]
 fn harden_then_attack_with_the_learned_defence() {
     let dir = tempfile::tempdir().unwrap();
@@ -596,18 +610,7 @@ fn harden_then_attack_with_the_learned_defence() {
 
     // The learned defence's columns join the attack table.
     let out = dir.path().join("attack");
-    let small = [
-        "--victim-subjects",
-        "10",
-        "--impressions",
-        "3",
-        "--public-subjects",
-        "20",
-        "--targets",
-        "5",
-        "--defences",
-        "none",
-    ];
+    let small = SMALL_ATTACK;
     let o = nhm(&[
         &[
             "attack",
@@ -653,18 +656,7 @@ fn shipped_model(name: &str) -> std::path::PathBuf {
 fn attack_writes_the_table_and_refuses_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("attack");
-    let small = [
-        "--victim-subjects",
-        "10",
-        "--impressions",
-        "3",
-        "--public-subjects",
-        "20",
-        "--targets",
-        "5",
-        "--defences",
-        "none",
-    ];
+    let small = SMALL_ATTACK;
     let mut args = vec!["attack", "linkage", "--out", s(&out)];
     args.extend(small);
     let o = nhm(&args);

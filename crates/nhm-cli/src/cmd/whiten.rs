@@ -28,17 +28,7 @@ pub struct Args {
 
 /// Runs `nhm whiten`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let model = match &args.model {
-        Some(m) => m.clone(),
-        None => crate::models::default_fingerprint_model()?,
-    };
-    anyhow::ensure!(
-        std::fs::canonicalize(&args.out).ok() != std::fs::canonicalize(&model).ok(),
-        "--out {} is the model's own folder; write the whitened checkpoint elsewhere",
-        args.out.display()
-    );
-    let (encoder, meta) =
-        nhm_model::Encoder::load_with_meta(&model).with_context(|| format!("loading {}", model.display()))?;
+    let (model, encoder, meta) = crate::models::load_for_derivation(args.model.as_deref(), &args.out)?;
     let data = args
         .data
         .load(encoder.input())
