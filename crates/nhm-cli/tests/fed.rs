@@ -210,7 +210,19 @@ fn simulate_writes_its_report_and_refuses_bad_settings() {
     assert!(r["relayed_hashmap_linkage"]["eer"].as_f64().is_some(), "{r}");
     assert!(out.join("eer_vs_round.png").exists() && out.join("model/encoder.safetensors").exists());
 
+    let whitened = dir.path().join("whitened");
+    let w = nhm(&[
+        "whiten",
+        "--subjects",
+        "12",
+        "--impressions",
+        "3",
+        "--out",
+        s(&whitened),
+    ]);
+    assert!(w.status.success(), "{}", common::stderr(&w));
     for (bad, why) in [
+        (vec!["--init", s(&whitened)], "whitens its embeddings"),
         (vec!["--clients", "1"], "--clients"),
         (vec!["--impressions", "1"], "--impressions"),
         (vec!["--loss", "nope"], "unknown --loss"),

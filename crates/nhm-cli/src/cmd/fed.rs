@@ -202,7 +202,11 @@ fn simulate(a: SimulateArgs) -> Result<()> {
     };
     sim.fed.validate()?;
     let init = match &a.init {
-        Some(dir) => Encoder::load(dir).with_context(|| format!("loading --init {}", dir.display()))?,
+        Some(dir) => {
+            let e = Encoder::load(dir).with_context(|| format!("loading --init {}", dir.display()))?;
+            refuse_whitened(&e, dir)?;
+            e
+        }
         None => Encoder::new(&EncoderConfig::default(), a.seed)?,
     };
     let input = init.input().clone();
@@ -492,4 +496,16 @@ fn initial_eer(enc: &Encoder, eval: &Dataset) -> Result<f64> {
         }
     }
     Ok(nhm_eval::ScoreSet::new(g, i)?.eer().eer)
+}
+
+/// Federated training changes the network a whitening was fitted to, and the exchanged weights
+/// carry the network alone: a whitened model is refused rather than silently un-whitened.
+pub(crate) fn refuse_whitened(encoder: &Encoder, dir: &std::path::Path) -> Result<()> {
+    anyhow::ensure!(
+        encoder.whitening().is_none(),
+        "{} whitens its embeddings (`nhm whiten`): federated training changes the network the \
+         whitening was fitted to; train the model it was made from and whiten the result",
+        dir.display()
+    );
+    Ok(())
 }

@@ -64,6 +64,7 @@ pub fn run(a: ClientArgs) -> Result<()> {
             dir.display()
         );
     };
+    super::fed::refuse_whitened(&encoder, &dir)?;
     let cfg = encoder.config().clone();
     let input = encoder.input().clone();
     let mut images = Vec::with_capacity(a.images.len());
